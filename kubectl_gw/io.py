@@ -204,6 +204,9 @@ def load_inputs(paths: Sequence[str], *, stdin: IO[bytes] | None = None) -> Load
                     result.objects.append(Loaded(obj, origin))
         if count == 0:
             raise InputError(f"{display}: empty input, no Kubernetes objects in it")
+    if not result.objects:
+        skipped = ", ".join(note.rsplit(": skipped ", 1)[-1].split(" (")[0] for note in result.notes)
+        raise InputError(f"no object of a kind kubectl-gw reads in the input (skipped: {skipped})")
     return result
 
 
@@ -238,10 +241,24 @@ def sort_objects(objects: Iterable[KubeObject]) -> list[KubeObject]:
     return sorted(objects, key=output_sort_key)
 
 
+# Characters YAML treats as line breaks or cannot print plainly; a string holding one is
+# written double-quoted with escapes, so that it reads back exactly (found by hypothesis).
+_NEEDS_QUOTES = frozenset("\x85\u2028\u2029\ufeff")
+
+
 def _yaml_dumper() -> YAML:
     from ruamel.yaml import YAML
+    from ruamel.yaml.representer import SafeRepresenter
 
+    class Representer(SafeRepresenter):  # type: ignore[misc]
+        def represent_str(self, data: str) -> Any:
+            if any(ch in _NEEDS_QUOTES or not ch.isprintable() for ch in data if ch != "\n"):
+                return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+            return super().represent_str(data)
+
+    Representer.add_representer(str, Representer.represent_str)
     dumper = YAML(typ="safe", pure=True)
+    dumper.Representer = Representer
     dumper.default_flow_style = False
     dumper.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep order
     dumper.width = 4096  # never fold long strings (regexes, annotations)
