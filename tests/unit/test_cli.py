@@ -33,8 +33,9 @@ def test_version_client(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, out, err) == (0, f"Client Version: v{__version__}\n", "")
 
 
-@pytest.mark.parametrize("command", [["describe", "httproute", "x"], ["controller", "run"],
-                                     ["install"], ["migrate"]])
+@pytest.mark.parametrize(
+    "command", [["describe", "httproute", "x"], ["controller", "run"], ["install"], ["migrate"]]
+)
 def test_commands_not_built_yet_answer_one_line_and_exit_2(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -72,7 +73,9 @@ def write_bad_inputs(tmp_path: Path) -> dict[str, Path]:
     bindir.mkdir()
     (bindir / "ok.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
     (bindir / "image.yaml").write_bytes(bytes(range(256)))
-    (tmp_path / "unknown.yaml").write_text("apiVersion: x.io/v1\nkind: Gizmo\nmetadata: {name: g}\n")
+    (tmp_path / "unknown.yaml").write_text(
+        "apiVersion: x.io/v1\nkind: Gizmo\nmetadata: {name: g}\n"
+    )
     (tmp_path / "empty.yaml").write_text("")
     return {
         "malformed": tmp_path / "malformed.yaml",
@@ -100,7 +103,10 @@ def test_bad_input_through_the_real_entry_point(tmp_path: Path, case: str, expec
     workdir.mkdir()
     proc = subprocess.run(
         [str(BIN / "kubectl-gw"), "migrate", "-f", str(inputs[case])],
-        capture_output=True, text=True, cwd=workdir, check=False,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        check=False,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
@@ -112,7 +118,9 @@ def test_stdin_is_read_with_dash() -> None:
     proc = subprocess.run(
         [str(BIN / "kubectl-gw"), "migrate", "-f", "-"],
         input="apiVersion: v1\nkind: Service\nmetadata: {name: a}\n",
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "read 1 objects" in proc.stderr
 
@@ -129,17 +137,19 @@ def test_offline_commands_never_import_kubernetes(tmp_path: Path) -> None:
         "        cli.cli.main(args=args, prog_name='kubectl gw', standalone_mode=False)\n"
         "    except Exception:\n"
         "        pass\n"
-        "loaded = sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.'))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes')\n"
         "print('LOADED', loaded)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe, str(source)], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(source)], capture_output=True, text=True, check=True
+    )
     assert "LOADED []" in proc.stdout
 
 
 def test_help_names_kubectl_gw_as_the_program() -> None:
-    proc = subprocess.run([str(BIN / "kubectl-gw"), "--help"], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        [str(BIN / "kubectl-gw"), "--help"], capture_output=True, text=True, check=True
+    )
     assert proc.stdout.startswith("Usage: kubectl gw ")
     for group in ("migrate", "describe", "controller", "install", "version"):
         assert f"  {group} " in proc.stdout
@@ -147,8 +157,13 @@ def test_help_names_kubectl_gw_as_the_program() -> None:
 
 def complete(*words: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("_KUBECTL_GW")}
-    proc = subprocess.run([str(BIN / "kubectl_complete-gw"), *words], capture_output=True,
-                          text=True, env=env, check=True)
+    proc = subprocess.run(
+        [str(BIN / "kubectl_complete-gw"), *words],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return proc.stdout.splitlines()
 
 

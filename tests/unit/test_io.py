@@ -84,8 +84,11 @@ def test_typed_list_kind_is_expanded(tmp_path: Path) -> None:
 def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
     write(tmp_path, "d/b.yml", SERVICE.replace("web", "b"))
     write(tmp_path, "d/sub/a.yaml", SERVICE.replace("web", "suba"))
-    write(tmp_path, "d/a.json", json.dumps({"apiVersion": "v1", "kind": "Service",
-                                            "metadata": {"name": "a"}}))
+    write(
+        tmp_path,
+        "d/a.json",
+        json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}}),
+    )
     write(tmp_path, "d/notes.txt", "not read")
     write(tmp_path, "d/.hidden/x.yaml", "::: not read either")
     result = kio.load_inputs([str(tmp_path / "d")])
@@ -102,8 +105,10 @@ def test_unknown_kind_is_skipped_with_a_note(tmp_path: Path) -> None:
     text = SERVICE + "---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
     result = kio.load_inputs([str(write(tmp_path, "a.yaml", text))])
     assert names(result) == ["Service/web"]
-    assert result.notes == [f"{tmp_path}/a.yaml: document 2: skipped Widget w (example.com/v1):"
-                            " not a kind kubectl-gw reads"]
+    assert result.notes == [
+        f"{tmp_path}/a.yaml: document 2: skipped Widget w (example.com/v1):"
+        " not a kind kubectl-gw reads"
+    ]
 
 
 def test_later_duplicate_replaces_earlier_with_a_note(tmp_path: Path) -> None:
@@ -119,15 +124,20 @@ def test_later_duplicate_replaces_earlier_with_a_note(tmp_path: Path) -> None:
     [
         (SERVICE + "---\nkind: [unclosed\n", "a.yaml: document 2: "),
         ("a: b\n  c: d\n", "a.yaml: document 1: mapping values are not allowed here (line 2"),
-        ("- just\n- a list\n", "a.yaml: document 1: expected a Kubernetes object (a mapping), got a list"),
+        (
+            "- just\n- a list\n",
+            "a.yaml: document 1: expected a Kubernetes object (a mapping), got a list",
+        ),
         ("kind: Service\nmetadata: {name: x}\n", "a.yaml: document 1: missing apiVersion"),
         ("apiVersion: v1\nkind: Service\n", "a.yaml: document 1: Service has no metadata.name"),
         ("a: 1\na: 2\n", "a.yaml: document 1: "),
         ("", "a.yaml: empty input, no Kubernetes objects in it"),
         ("# only a comment\n---\n", "a.yaml: empty input"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "a.yaml: not UTF-8 text (byte 0x89 at offset 0)"),
-        ("apiVersion: x.io/v1\nkind: Widget\nmetadata: {name: w}\n",
-         "no object of a kind kubectl-gw reads in the input (skipped: Widget w)"),
+        (
+            "apiVersion: x.io/v1\nkind: Widget\nmetadata: {name: w}\n",
+            "no object of a kind kubectl-gw reads in the input (skipped: Widget w)",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path: Path, content: str | bytes, message: str) -> None:
@@ -149,16 +159,29 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- writer
 
+
 def test_yaml_output_is_sorted_by_kind_then_namespace_then_name() -> None:
     objs: list[Any] = [
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-         "metadata": {"name": "b", "namespace": "a"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-         "metadata": {"name": "a", "namespace": "b"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-         "metadata": {"name": "z", "namespace": "z"}},
-        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-         "metadata": {"name": "c"}},
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "b", "namespace": "a"},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "a", "namespace": "b"},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "z", "namespace": "z"},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": "c"},
+        },
     ]
     text = kio.to_yaml(objs)
     order = [line for line in text.splitlines() if line.startswith("kind:")]
@@ -168,8 +191,12 @@ def test_yaml_output_is_sorted_by_kind_then_namespace_then_name() -> None:
 
 
 def test_top_level_and_metadata_key_order_is_canonical() -> None:
-    obj: Any = {"spec": {"b": 1, "a": 2}, "metadata": {"annotations": {"z": "1", "a": "2"},
-                "namespace": "n", "name": "x"}, "kind": "Service", "apiVersion": "v1"}
+    obj: Any = {
+        "spec": {"b": 1, "a": 2},
+        "metadata": {"annotations": {"z": "1", "a": "2"}, "namespace": "n", "name": "x"},
+        "kind": "Service",
+        "apiVersion": "v1",
+    }
     assert kio.to_yaml([obj]) == (
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n  namespace: n\n"
         "  annotations:\n    a: '2'\n    z: '1'\nspec:\n  b: 1\n  a: 2\n"
@@ -193,27 +220,57 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
 # Kubernetes-shaped values: strings that YAML would happily retype are the risk.
 _scalars = st.one_of(
     st.text(max_size=12),
-    st.sampled_from(["yes", "no", "on", "off", "null", "~", "1.0", "0x1F", "010", "1e3", "",
-                     "true", "2024-01-01", "*", "- x", ": x", "#x", "'", '"']),
+    st.sampled_from(
+        [
+            "yes",
+            "no",
+            "on",
+            "off",
+            "null",
+            "~",
+            "1.0",
+            "0x1F",
+            "010",
+            "1e3",
+            "",
+            "true",
+            "2024-01-01",
+            "*",
+            "- x",
+            ": x",
+            "#x",
+            "'",
+            '"',
+        ]
+    ),
     st.integers(min_value=-(2**53), max_value=2**53),
     st.booleans(),
     st.none(),
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=8),
-                                                                inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(spec=st.dictionaries(st.text(min_size=1, max_size=8), _values, max_size=4),
-       labels=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3))
-def test_yaml_round_trips_and_reruns_are_byte_identical(spec: dict[str, Any],
-                                                         labels: dict[str, str]) -> None:
-    obj: Any = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "x", "namespace": "n", "labels": labels}, "spec": spec}
+@given(
+    spec=st.dictionaries(st.text(min_size=1, max_size=8), _values, max_size=4),
+    labels=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3),
+)
+def test_yaml_round_trips_and_reruns_are_byte_identical(
+    spec: dict[str, Any], labels: dict[str, str]
+) -> None:
+    obj: Any = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "x", "namespace": "n", "labels": labels},
+        "spec": spec,
+    }
     text = kio.to_yaml([obj])
     assert kio.to_yaml([obj]) == text
     back = kio.load_inputs(["-"], stdin=io.BytesIO(text.encode())).objects[0].obj

@@ -12,9 +12,17 @@ from kubectl_gw.errors import ClusterError
 
 
 def kubeconfig(path: Path, *, contexts: dict[str, str | None], current: str | None) -> Path:
-    lines = ["apiVersion: v1", "kind: Config", "clusters:",
-             "- name: c", "  cluster: {server: 'https://127.0.0.1:1'}",
-             "users:", "- name: u", "  user: {token: t}", "contexts:"]
+    lines = [
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters:",
+        "- name: c",
+        "  cluster: {server: 'https://127.0.0.1:1'}",
+        "users:",
+        "- name: u",
+        "  user: {token: t}",
+        "contexts:",
+    ]
     for name, namespace in contexts.items():
         ns = f", namespace: {namespace}" if namespace else ""
         lines.append(f"- name: {name}\n  context: {{cluster: c, user: u{ns}}}")
@@ -59,5 +67,7 @@ def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
     cfg = str(kubeconfig(tmp_path / "k", contexts={"a": None}, current="a"))
     cluster = kube.connect(kube.KubeTarget(kubeconfig=cfg, request_timeout=2))
     cluster.api.configuration.retries = 0
-    with pytest.raises(ClusterError, match="cannot reach the API server at https://127.0.0.1:1"):
+    with pytest.raises(
+        ClusterError, match=r"cannot reach the API server at https://127\.0\.0\.1:1"
+    ):
         cluster.server_version()

@@ -1,0 +1,59 @@
+# kubectl-gw developer tasks. `make example` runs the tool offline on examples/;
+# `make test` does everything a fresh machine needs and then runs every test.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+export GOTOOLCHAIN := local
+export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
+
+.PHONY: test example venv test-bins crds lint unit cluster-up cluster-down bench dist clean
+
+## test: venv + package, test binaries (kube-apiserver, etcd), CRDs, lint, then all tests
+test: venv test-bins crds lint
+	$(PY) -m pytest -v tests/unit tests/cluster tests/bench
+
+## example: run the main job offline on the bundled examples (no cluster needed)
+example: venv
+	$(BIN)/kubectl-gw version --client
+	$(BIN)/kubectl-gw migrate -f examples/ingress-nginx -f examples/emissary; \
+	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 2 ]  # exit 2 = conversion not built yet
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+## test-bins: build kube-apiserver and etcd from Go modules (cached outside git)
+test-bins: venv
+	$(PY) -m tests.realparts.bins ensure
+
+## crds: download the Gateway API, Envoy Gateway and Emissary CRDs from their Go modules
+crds: venv
+	$(PY) -m tests.realparts.crds fetch
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+## cluster-up / cluster-down: a real control plane to try the tool by hand
+cluster-up: venv test-bins
+	$(PY) -m tests.realparts.controlplane up
+
+cluster-down: venv
+	$(PY) -m tests.realparts.controlplane down
+
+## bench: benchmarks, printed as ratios against anchors measured in the same run
+bench: venv
+	$(PY) -m tests.bench.bench_startup
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
