@@ -250,7 +250,7 @@ def _yaml_dumper() -> YAML:
     from ruamel.yaml import YAML
     from ruamel.yaml.representer import SafeRepresenter
 
-    class Representer(SafeRepresenter):  # type: ignore[misc]
+    class Representer(SafeRepresenter):
         def represent_str(self, data: str) -> Any:
             if any(ch in _NEEDS_QUOTES or not ch.isprintable() for ch in data if ch != "\n"):
                 return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
