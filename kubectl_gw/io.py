@@ -178,6 +178,7 @@ def load_inputs(paths: Sequence[str], *, stdin: IO[bytes] | None = None) -> Load
     """
     result = LoadResult()
     seen: dict[ObjectRef, int] = {}
+    skipped: list[str] = []
     for name in expand_paths(paths):
         display = _display_name(name)
         text = _read_text(name, stdin)
@@ -189,6 +190,7 @@ def load_inputs(paths: Sequence[str], *, stdin: IO[bytes] | None = None) -> Load
             for obj in _objects_in(doc, origin):
                 count += 1
                 if kind_info(obj["apiVersion"], obj["kind"]) is None:
+                    skipped.append(f"{obj['kind']} {obj['metadata']['name']}")
                     result.notes.append(
                         f"{origin}: skipped {obj['kind']} {obj['metadata']['name']}"
                         f" ({obj['apiVersion']}): not a kind kubectl-gw reads"
@@ -205,8 +207,8 @@ def load_inputs(paths: Sequence[str], *, stdin: IO[bytes] | None = None) -> Load
         if count == 0:
             raise InputError(f"{display}: empty input, no Kubernetes objects in it")
     if not result.objects:
-        skipped = ", ".join(note.rsplit(": skipped ", 1)[-1].split(" (")[0] for note in result.notes)
-        raise InputError(f"no object of a kind kubectl-gw reads in the input (skipped: {skipped})")
+        listed = ", ".join(skipped)
+        raise InputError(f"no object of a kind kubectl-gw reads in the input (skipped: {listed})")
     return result
 
 
@@ -262,6 +264,9 @@ def _yaml_dumper() -> YAML:
     dumper.default_flow_style = False
     dumper.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep order
     dumper.width = 4096  # never fold long strings (regexes, annotations)
+    # Objects may share sub-dicts (converters reuse them); write each in full, never as
+    # &anchor/*alias, which kubectl and humans read badly.
+    dumper.representer.ignore_aliases = lambda _data: True
     dumper.indent(mapping=2, sequence=2, offset=0)
     return dumper
 

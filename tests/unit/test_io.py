@@ -275,3 +275,14 @@ def test_yaml_round_trips_and_reruns_are_byte_identical(
     assert kio.to_yaml([obj]) == text
     back = kio.load_inputs(["-"], stdin=io.BytesIO(text.encode())).objects[0].obj
     assert back == obj
+
+
+def test_shared_sub_objects_are_written_in_full_without_aliases() -> None:
+    shared = {"port": 80}
+    objs: list[Any] = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": n}, "spec": shared}
+        for n in ("a", "b")
+    ]
+    text = kio.to_yaml(objs)
+    assert "&" not in text and "*" not in text
+    assert text.count("port: 80") == 2
