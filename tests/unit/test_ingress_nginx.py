@@ -1,0 +1,163 @@
+"""ingress-nginx provider: path semantics, RE2 checks, and behaviour checked outside goldens."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from converters.api import MigrateOptions
+from converters.ingress_nginx import convert
+from converters.ingress_nginx.paths import RegexError, check_re2, plain_match, regex_mode_match
+from kubectl_gw.model import KubeObject
+
+CLASS: KubeObject = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "IngressClass",
+    "metadata": {"name": "nginx"},
+    "spec": {"controller": "k8s.io/ingress-nginx"},
+}
+
+
+def ingress(
+    name: str,
+    host: str,
+    *paths: tuple[str, str],
+    ann: dict[str, str] | None = None,
+    ns: str = "shop",
+    ts: str = "",
+) -> KubeObject:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if ann:
+        meta["annotations"] = {f"nginx.ingress.kubernetes.io/{k}": v for k, v in ann.items()}
+    if ts:
+        meta["creationTimestamp"] = ts
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,  # type: ignore[typeddict-item]
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": p,
+                                "pathType": t,
+                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            }
+                            for p, t in paths
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+
+
+def routes(objs: list[KubeObject]) -> list[KubeObject]:
+    return [o for o in objs if o["kind"] == "HTTPRoute"]
+
+
+@pytest.mark.parametrize("pattern", ["/(?=x)", "/(?<!x)y", "/(a)\\1", "/(?>a)", "/a++", "/(?P=n)"])
+def test_re2_refuses_pcre_only_constructs(pattern: str) -> None:
+    with pytest.raises(RegexError):
+        check_re2(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["/api(/|$)(.*)", "^/v[0-9]+$", "/a\\\\1", "/[a-z]{2,3}"])
+def test_re2_accepts_plain_regexes(pattern: str) -> None:
+    check_re2(pattern)
+
+
+def test_regex_mode_is_a_case_insensitive_prefix() -> None:
+    match = regex_mode_match("/foo")
+    assert match.value == "(?i)/foo.*"
+    assert re.fullmatch(match.value, "/FOObar")
+    assert re.fullmatch(regex_mode_match("/a|/b").value, "/bz")
+
+
+def test_plain_matches() -> None:
+    assert plain_match("/foo", "Prefix").type == "PathPrefix"
+    assert plain_match("/foo", "Exact").type == "Exact"
+    impl = plain_match("/foo.x", "ImplementationSpecific")
+    assert impl.type == "RegularExpression" and re.fullmatch(impl.value, "/foo.xbar")
+    assert not re.fullmatch(impl.value, "/fooyx")
+    odd = plain_match("/a//b", "Prefix")
+    assert odd.type == "RegularExpression" and re.fullmatch(odd.value, "/a//b/c")
+
+
+def test_use_regex_on_one_ingress_switches_the_whole_host() -> None:
+    objs = [
+        CLASS,
+        ingress("a", "h.example.com", ("/Exact", "Exact")),
+        ingress("b", "h.example.com", ("/re", "Prefix"), ann={"use-regex": "true"}),
+        ingress("c", "other.example.com", ("/x", "Exact")),
+    ]
+    out = convert(objs, MigrateOptions())
+    types = {
+        r["spec"]["hostnames"][0]: {
+            m["path"]["type"] for rule in r["spec"]["rules"] for m in rule["matches"]
+        }
+        for r in routes(out.objects)
+    }
+    assert types == {"h.example.com": {"RegularExpression"}, "other.example.com": {"Exact"}}
+
+
+def test_oldest_ingress_wins_a_duplicate_path() -> None:
+    objs = [
+        CLASS,
+        ingress("new", "h.example.com", ("/", "Prefix"), ts="2025-01-01T00:00:00Z"),
+        ingress("old", "h.example.com", ("/", "Prefix"), ns="other", ts="2020-01-01T00:00:00Z"),
+    ]
+    out = convert(objs, MigrateOptions())
+    [route] = routes(out.objects)
+    assert route["metadata"]["namespace"] == "other"
+    loser = [
+        e for e in out.report.entries if e.source.name == "new" and e.key.startswith("spec.rules")
+    ]
+    assert [e.status for e in loser] == ["error"]
+
+
+def test_standard_target_emits_only_gateway_api_kinds() -> None:
+    objs = [
+        CLASS,
+        ingress(
+            "a",
+            "h.example.com",
+            ("/", "Prefix"),
+            ann={"limit-rps": "5", "rewrite-target": "/$1", "affinity": "cookie"},
+        ),
+    ]
+    out = convert(objs, MigrateOptions(target="standard"))
+    assert {o["apiVersion"].split("/")[0] for o in out.objects} == {"gateway.networking.k8s.io"}
+    statuses = {e.key.rsplit("/", 1)[-1]: e.status for e in out.report.entries}
+    assert (
+        statuses["limit-rps"] == statuses["rewrite-target"] == statuses["affinity"] == "unsupported"
+    )
+
+
+def test_every_annotation_once_even_when_unknown() -> None:
+    objs = [
+        CLASS,
+        ingress(
+            "a",
+            "h.example.com",
+            ("/", "Prefix"),
+            ann={"made-up": "1", "server-snippet": "x", "enable-cors": "true"},
+        ),
+    ]
+    out = convert(objs, MigrateOptions())
+    keys = [e.key for e in out.report.entries if e.key.startswith("nginx.")]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 3
+
+
+def test_custom_annotation_prefix() -> None:
+    obj = ingress("a", "h.example.com", ("/", "Prefix"))
+    obj["metadata"]["annotations"] = {"custom.io/use-regex": "true"}
+    out = convert([CLASS, obj], MigrateOptions(annotation_prefix="custom.io"))
+    [route] = routes(out.objects)
+    assert route["spec"]["rules"][0]["matches"][0]["path"]["type"] == "RegularExpression"
