@@ -1,0 +1,352 @@
+"""The controller's intermediate representation: what Envoy should do, without Envoy's types.
+
+The IR sits between the Gateway API objects (plus the attachment engine's verdicts) and the
+Envoy v3 protobufs. It is made of frozen dataclasses holding tuples, so two IRs built from the
+same input compare equal and hash the same, and the translator is a pure function of it.
+
+Naming is by identity, never by position (reference §2.3), so that reordering rules or adding a
+Gateway listener never renames an Envoy object and never drains a listener:
+
+- Listener: ``<address>:<port>`` of the socket Envoy binds (:func:`listener_name`);
+- plain-HTTP RouteConfiguration: ``http-<port>``, shared by every Gateway listener on the port
+  (:func:`http_route_config_name`);
+- HTTPS filter chain and its RouteConfiguration: ``<gwNs>/<gw>/<listener>``
+  (:func:`https_route_config_name`);
+- VirtualHost: its hostname (``*`` for the catch-all);
+- Cluster: backend identity ``svc/<ns>/<name>/<port>`` (:func:`service_cluster_name`), and the
+  EDS ``service_name`` is the cluster name;
+- Secret: ``<ns>/<name>`` (:func:`secret_name`).
+
+Order inside the IR is meaningful only for routes within a virtual host (Gateway API
+precedence, decided by the builder); every other collection is kept sorted by name by
+:func:`normalize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+PathKind = Literal["Exact", "PathPrefix", "RegularExpression"]
+MatchKind = Literal["Exact", "RegularExpression"]
+UpstreamProtocol = Literal["http1", "h2c", "auto"]
+RedirectCode = Literal[301, 302, 303, 307, 308]
+
+INVALID_BACKEND_CLUSTER = "invalid-backend-cluster"
+"""Deliberately never defined: a weighted share pointing here answers 500 (reference §2.2)."""
+
+
+# --------------------------------------------------------------------------- names
+
+
+def listener_name(address: str, port: int) -> str:
+    return f"{address}:{port}"
+
+
+def http_route_config_name(port: int) -> str:
+    return f"http-{port}"
+
+
+def https_route_config_name(gateway_namespace: str, gateway_name: str, listener: str) -> str:
+    return f"{gateway_namespace}/{gateway_name}/{listener}"
+
+
+def service_cluster_name(namespace: str, name: str, port: int) -> str:
+    return f"svc/{namespace}/{name}/{port}"
+
+
+def secret_name(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+# --------------------------------------------------------------------------- matches
+
+
+@dataclass(frozen=True)
+class PathMatch:
+    kind: PathKind
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    name: str
+    value: str
+    kind: MatchKind = "Exact"
+
+
+@dataclass(frozen=True)
+class QueryParamMatch:
+    name: str
+    value: str
+    kind: MatchKind = "Exact"
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    path: PathMatch = PathMatch("PathPrefix", "/")
+    headers: tuple[HeaderMatch, ...] = ()
+    query_params: tuple[QueryParamMatch, ...] = ()
+    method: str | None = None
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class HeaderValue:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderModifier:
+    """Gateway API's HTTPHeaderFilter: ``set`` overwrites, ``add`` appends, ``remove`` drops."""
+
+    set: tuple[HeaderValue, ...] = ()
+    add: tuple[HeaderValue, ...] = ()
+    remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True)
+class PathRewrite:
+    """URLRewrite / RequestRedirect path: ``ReplaceFullPath`` or ``ReplacePrefixMatch``.
+
+    For ``ReplacePrefixMatch`` the route's match must be a ``PathPrefix``; ``prefix`` is that
+    match value (normalised), ``value`` the replacement.
+    """
+
+    kind: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    value: str
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    path: PathRewrite | None = None
+    status_code: RedirectCode = 302
+
+
+@dataclass(frozen=True)
+class Mirror:
+    cluster: str
+    percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class Cors:
+    allow_origins: tuple[str, ...] = ()  # exact origins, ``*`` or ``scheme://*.domain`` forms
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_seconds: int | None = None
+    allow_credentials: bool = False
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Gateway API durations already converted to seconds; ``0`` disables a timeout."""
+
+    request: float | None = None
+    backend_request: float | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int
+    codes: tuple[int, ...] = ()
+    backoff_seconds: float | None = None
+    on_connection_error: bool = True
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class WeightedBackend:
+    """One share of a rule's traffic. ``cluster=None`` marks an invalid backend (500)."""
+
+    cluster: str | None
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Forward:
+    backends: tuple[WeightedBackend, ...]
+    host_rewrite: str | None = None
+    path_rewrite: PathRewrite | None = None
+    timeouts: Timeouts = Timeouts()
+    retry: Retry | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    websocket: bool = True
+
+
+@dataclass(frozen=True)
+class DirectResponse:
+    status: int
+    body: str = ""
+
+
+RouteAction = Forward | Redirect | DirectResponse
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Envoy route: one (rule, match) of one xRoute, under one virtual host.
+
+    ``name`` is informative (``<kind>/<ns>/<name>/rule/<i>/match/<j>``, or the rule's name in
+    place of ``<i>`` when the rule has one); Envoy does not key anything on it.
+    """
+
+    name: str
+    match: RouteMatch
+    action: RouteAction
+    request_headers: HeaderModifier = HeaderModifier()
+    response_headers: HeaderModifier = HeaderModifier()
+    cors: Cors | None = None
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    name: str  # the hostname (``*`` for the catch-all)
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+@dataclass(frozen=True)
+class TLSTermination:
+    secrets: tuple[str, ...]  # SDS secret names, first is the default certificate
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
+
+
+@dataclass(frozen=True)
+class FilterChain:
+    """One HCM. Plain HTTP: the single default chain (``server_names`` empty, ``tls`` None)."""
+
+    name: str
+    route_config: RouteConfig
+    server_names: tuple[str, ...] = ()
+    tls: TLSTermination | None = None
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One Envoy listener on ``address:port`` (``port`` is where Envoy binds, after any offset).
+
+    ``gateway_port`` is the port the Gateway listeners declared; it names the shared HTTP route
+    configuration and appears in status.
+    """
+
+    name: str
+    address: str
+    port: int
+    gateway_port: int
+    protocol: Literal["HTTP", "HTTPS"]
+    filter_chains: tuple[FilterChain, ...]
+
+
+# --------------------------------------------------------------------------- upstreams
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """BackendTLSPolicy: originate TLS to the backend and verify it."""
+
+    sni: str
+    ca_secret: str | None = None  # SDS validation-context secret name; None = system CAs
+    subject_alt_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    protocol: UpstreamProtocol = "http1"
+    connect_timeout_seconds: float = 10.0
+    tls: UpstreamTLS | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    draining: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterEndpoints:
+    cluster: str
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A TLS certificate (``certificate_chain`` + ``private_key``) or a CA bundle (``ca``)."""
+
+    name: str
+    certificate_chain: str = field(default="", repr=False)
+    private_key: str = field(default="", repr=False)
+    ca: str = field(default="", repr=False)
+
+
+# --------------------------------------------------------------------------- the whole
+
+
+@dataclass(frozen=True)
+class IR:
+    listeners: tuple[Listener, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    endpoints: tuple[ClusterEndpoints, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+
+    def referenced_clusters(self) -> frozenset[str]:
+        """Cluster names that routes forward or mirror to (the invalid marker excluded)."""
+        found: set[str] = set()
+        for listener in self.listeners:
+            for chain in listener.filter_chains:
+                for vhost in chain.route_config.virtual_hosts:
+                    for route in vhost.routes:
+                        if isinstance(route.action, Forward):
+                            found.update(
+                                b.cluster for b in route.action.backends if b.cluster is not None
+                            )
+                            found.update(m.cluster for m in route.action.mirrors)
+        return frozenset(found)
+
+
+def normalize(ir: IR) -> IR:
+    """Sort every collection whose order carries no meaning, and check names are unique."""
+    listeners = tuple(sorted(ir.listeners, key=lambda item: (item.port, item.address)))
+    for listener in listeners:
+        _unique("filter chain", [c.name for c in listener.filter_chains])
+    _unique("listener", [item.name for item in listeners])
+    clusters = tuple(sorted(ir.clusters, key=lambda item: item.name))
+    _unique("cluster", [c.name for c in clusters])
+    endpoints = tuple(sorted(ir.endpoints, key=lambda item: item.cluster))
+    _unique("cluster endpoints", [e.cluster for e in endpoints])
+    secrets = tuple(sorted(ir.secrets, key=lambda item: item.name))
+    _unique("secret", [s.name for s in secrets])
+    return replace(ir, listeners=listeners, clusters=clusters, endpoints=endpoints, secrets=secrets)
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} name {name!r} in the IR")
+        seen.add(name)

