@@ -55,5 +55,10 @@ cluster-down: venv
 bench: venv
 	$(PY) -m tests.bench.bench_startup
 
+## dist: wheel + sdist, the single-file plugin in one krew archive per platform, and
+## krew-manifest.yaml with their sha256 (scripts/build_dist.py; outputs in dist/)
+dist: venv
+	$(PY) scripts/build_dist.py
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

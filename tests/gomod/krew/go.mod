@@ -1,5 +1,5 @@
 // Wrapper module that builds krew and its manifest validator for the distribution tests.
-// The version of sigs.k8s.io/krew below is the pinned one (tests/dist/krewbins.py reads it).
+// The version of sigs.k8s.io/krew below is the pinned one (tests/cluster/test_distribution.py reads it).
 module kubectl-gw.test/krewbins
 
 go 1.26.0
