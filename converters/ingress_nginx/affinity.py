@@ -96,8 +96,9 @@ def _cookie(ctx: Context, ing: Ingress, keys: list[str]) -> dict[str, Any]:
                     ann.claim(key, "ignored", "session-cookie-max-age sets the ttl")
             except AnnotationValueError as err:
                 ann.claim(key, "error", str(err))
-    if ttl:
-        cookie["ttl"] = duration(ttl)
+    # nginx always sets its cookie (a session cookie without max-age/expires); Envoy sets one
+    # only when a ttl is given, and ttl 0s means a session cookie.
+    cookie["ttl"] = duration(ttl) if ttl else "0s"
     path = (ann.get("session-cookie-path") or "").strip()
     if path:
         attributes["Path"] = path
