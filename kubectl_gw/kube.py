@@ -149,8 +149,11 @@ class Cluster:
 
 def connect(target: KubeTarget) -> Cluster:
     """Load the kubeconfig the way kubectl does and return a client for the chosen context."""
-    from kubernetes import config as kconfig
-    from kubernetes.config.config_exception import ConfigException
+    try:
+        from kubernetes import config as kconfig
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError as err:  # e.g. a zipapp on a Python its bundled client cannot run on
+        raise ClusterError(f"the Kubernetes client cannot be loaded: {_first_line(err)}") from err
 
     paths = kubeconfig_paths(target.kubeconfig)
     existing = [p for p in paths if Path(p).is_file()]
@@ -199,3 +202,75 @@ def _api_error_message(method: str, path: str, status: int | None, body: Any) ->
             message = ""
     message = message or (str(body).strip().splitlines() or [""])[0]
     return f"{method} {path}: {status}: {message}" if message else f"{method} {path}: {status}"
+
+
+# --------------------------------------------------------------------------- metadata-only reads
+# Added for `migrate`: Secret metadata without the Secret data. The API server answers these with
+# PartialObjectMetadata(List) (name, namespace, labels, annotations, ...; never `data`). Plain
+# JSON is deliberately not an accepted fallback, so a server that cannot do this answers 406
+# instead of sending the data.
+
+_METADATA_ACCEPT = "application/json;as={kind};g=meta.k8s.io;v=v1"
+
+
+def _metadata_request(
+    cluster: Cluster, path: str, *, kind: str, query: list[tuple[str, str]] | None = None
+) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": _METADATA_ACCEPT.format(kind=kind)}
+    try:
+        params = cluster.api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        response = cluster.api.call_api(*params, _request_timeout=cluster.request_timeout)
+        response.read()
+    except ApiException as err:
+        raise ClusterError(
+            _api_error_message("GET", path, err.status, err.body), status=err.status
+        ) from err
+    except Exception as err:  # urllib3 connection failures and the like
+        host = cluster.api.configuration.host
+        raise ClusterError(f"cannot reach the API server at {host}: {_first_line(err)}") from err
+    if not 200 <= response.status <= 299:
+        raise ClusterError(
+            _api_error_message("GET", path, response.status, response.data),
+            status=response.status,
+        )
+    return json.loads(response.data) if response.data else None
+
+
+def list_metadata(
+    cluster: Cluster, info: KindInfo, namespace: str | None, *, field_selector: str | None = None
+) -> list[KubeObject]:
+    """The metadata of every object of a kind (``PartialObjectMetadataList``), as objects with
+    the kind's own apiVersion and kind and only a ``metadata`` field."""
+    query = [("fieldSelector", field_selector)] if field_selector else None
+    path = cluster.collection_path(info, namespace)
+    found = _metadata_request(cluster, path, kind="PartialObjectMetadataList", query=query)
+    items = cast(list[dict[str, Any]], (found or {}).get("items") or [])
+    return [_as_metadata_only(item, info) for item in items]
+
+
+def get_metadata(
+    cluster: Cluster, info: KindInfo, namespace: str | None, name: str
+) -> KubeObject | None:
+    """One object's metadata (``PartialObjectMetadata``), or None when it does not exist."""
+    path = f"{cluster.collection_path(info, namespace)}/{name}"
+    try:
+        found = _metadata_request(cluster, path, kind="PartialObjectMetadata")
+    except ClusterError as err:
+        if err.status == 404:
+            return None
+        raise
+    return _as_metadata_only(cast(dict[str, Any], found), info)
+
+
+def _as_metadata_only(item: dict[str, Any], info: KindInfo) -> KubeObject:
+    meta = dict(item.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return cast(KubeObject, {"apiVersion": info.api_version, "kind": info.kind, "metadata": meta})
