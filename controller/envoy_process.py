@@ -46,8 +46,13 @@ def bootstrap(
     admin_address: str = "127.0.0.1",
     admin_port: int = 0,
     delta: bool = False,
+    xds_dns: bool = False,
 ) -> dict[str, Any]:
-    """The Envoy v3 bootstrap that takes everything else from our ADS server."""
+    """The Envoy v3 bootstrap that takes everything else from our ADS server.
+
+    ``xds_dns``: ``xds_host`` is a DNS name (a Service, in a cluster), resolved by Envoy
+    (``STRICT_DNS``); otherwise it is an IP address (``STATIC``).
+    """
     ads = {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
     return {
         "node": {"id": node_id, "cluster": node_cluster},
@@ -68,7 +73,7 @@ def bootstrap(
             "clusters": [
                 {
                     "name": XDS_CLUSTER,
-                    "type": "STATIC",
+                    "type": "STRICT_DNS" if xds_dns else "STATIC",
                     "connect_timeout": "1s",
                     "typed_extension_protocol_options": {
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {

@@ -6,6 +6,11 @@ included); ``410 Gone`` (the version expired) or any connection error relists, w
 an API server restart is survived without a manual step. A kind the server does not serve
 (404: CRD not installed) counts as empty and is retried every ``missing_retry`` seconds.
 
+An event that changes only an object's ``status`` (or its resourceVersion / managedFields), such
+as the echo of our own status writes, updates the cache without calling ``on_change``: nothing the
+controller computes reads ``status``, so it cannot change the result (Envoy Gateway's
+generation-changed predicate, for every kind).
+
 ``kubernetes`` is reached only through ``kubectl_gw.kube.Cluster`` (imported lazily there).
 """
 
@@ -40,20 +45,27 @@ class Provider:
         on_change: Callable[[], None],
         *,
         missing_retry: float = 10.0,
+        watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+        on_event: Callable[[str, KubeObject], None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.kinds = list(kinds)
         self.api = _watch_client(cluster, len(self.kinds) + 4)
         self.on_change = on_change
         self.missing_retry = missing_retry
+        self.watch_timeout = watch_timeout
+        self.on_event = on_event  # every watch event: (ADDED|MODIFIED|DELETED, object)
         self._lock = threading.Lock()
         self._cache: dict[str, dict[tuple[str, str], KubeObject]] = {k.kind: {} for k in kinds}
         self._listed: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._responses: dict[str, Any] = {}
+        self._changed_kinds: set[str] = set()
         self.relists = 0
         self.events = 0
+        self.expired: dict[str, int] = {}  # plural → how many 410s (resourceVersion too old)
+        self.errors = 0  # watch/list failures (connection refused, reset, 5xx): relisted
 
     # -------------------------------------------------------------- public
 
@@ -93,6 +105,12 @@ class Provider:
         with self._lock:
             return [obj for kind in self._cache.values() for obj in kind.values()]
 
+    def take_changed_kinds(self) -> set[str]:
+        """The kinds that changed since the last call (and clear them)."""
+        with self._lock:
+            kinds, self._changed_kinds = self._changed_kinds, set()
+            return kinds
+
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         with self._lock:
             return self._cache.get(kind, {}).get((namespace, name))
@@ -110,6 +128,8 @@ class Provider:
                 version = self._watch(info, version)
             except _GoneError:
                 log.info("watch of %s expired (410); relisting", info.plural)
+                with self._lock:
+                    self.expired[info.plural] = self.expired.get(info.plural, 0) + 1
                 version = None
             except ClusterError as err:
                 version = None
@@ -119,6 +139,7 @@ class Provider:
                     continue
                 if self._stop.is_set():
                     return
+                self.errors += 1
                 log.warning("watching %s: %s; retrying in %.1f s", info.plural, err, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -126,6 +147,7 @@ class Provider:
                 version = None
                 if self._stop.is_set():
                     return
+                self.errors += 1
                 log.warning("watching %s: %s; relisting in %.1f s", info.plural, err, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -143,12 +165,17 @@ class Provider:
     def _replace(self, info: KindInfo, items: list[KubeObject], *, listed: bool) -> None:
         fresh = {_key(obj): obj for obj in items}
         with self._lock:
-            changed = self._cache.get(info.kind) != fresh
+            old = self._cache.get(info.kind) or {}
+            changed = old.keys() != fresh.keys() or any(
+                _spec_changed(old[key], obj) for key, obj in fresh.items()
+            )
             self._cache[info.kind] = fresh
             if listed:
                 first = info.kind not in self._listed
                 self._listed.add(info.kind)
                 changed = changed or first
+            if changed:
+                self._changed_kinds.add(info.kind)
         if changed:
             self.on_change()
 
@@ -157,7 +184,7 @@ class Provider:
         query = [
             ("watch", "1"),
             ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
+            ("timeoutSeconds", str(self.watch_timeout)),
         ]
         if version:
             query.append(("resourceVersion", version))
@@ -169,7 +196,7 @@ class Provider:
             auth_settings=["BearerToken"],
         )
         try:
-            result = api.call_api(*params, _request_timeout=(5, WATCH_TIMEOUT_SECONDS + 30))
+            result = api.call_api(*params, _request_timeout=(5, self.watch_timeout + 30))
         except Exception as err:
             status = getattr(err, "status", None)
             if status == 410:
@@ -217,9 +244,14 @@ class Provider:
             if kind == "DELETED":
                 changed = cache.pop(key, None) is not None
             else:
-                changed = cache.get(key) != obj
+                before = cache.get(key)
+                changed = before is None or _spec_changed(before, cast(KubeObject, obj))
                 cache[key] = cast(KubeObject, obj)
+            if changed:
+                self._changed_kinds.add(info.kind)
         self.events += 1
+        if self.on_event is not None:
+            self.on_event(str(kind), cast(KubeObject, obj))
         if changed:
             self.on_change()
         return new_version
@@ -234,6 +266,30 @@ def _watch_client(cluster: Cluster, pool_size: int) -> Any:
     configuration = copy.copy(cluster.api.configuration)
     configuration.connection_pool_maxsize = pool_size
     return ApiClient(configuration)
+
+
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
+def _spec_changed(before: KubeObject, after: KubeObject) -> bool:
+    """True unless the two differ only in ``status``, resourceVersion or managedFields."""
+    if before == after:
+        return False
+    a: dict[str, Any] = dict(before)
+    b: dict[str, Any] = dict(after)
+    for field in a.keys() | b.keys():
+        if field == "status":
+            continue
+        if field == "metadata":
+            ma = a.get("metadata") or {}
+            mb = b.get("metadata") or {}
+            if {k: v for k, v in ma.items() if k not in _VOLATILE_METADATA} != {
+                k: v for k, v in mb.items() if k not in _VOLATILE_METADATA
+            }:
+                return True
+        elif a.get(field) != b.get(field):
+            return True
+    return False
 
 
 def _key(obj: KubeObject) -> tuple[str, str]:

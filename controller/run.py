@@ -47,6 +47,8 @@ WATCHED_KINDS = (
     "ConfigMap",
 )
 
+ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads
+
 
 def watched_kinds() -> list[KindInfo]:
     by_kind = {info.kind: info for info in KINDS if info.group != "getambassador.io"}
@@ -72,6 +74,9 @@ class ControllerConfig:
     max_debounce: float = 0.2
     ack_timeout: float = 5.0
     write_status: bool = True
+    status_workers: int = 8  # 0: write status synchronously inside the reconcile loop
+    status_min_interval: float = 0.2  # seconds between two writes of one object's status
+    watch_timeout: int = 240  # seconds a watch request lasts before it is resumed
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Stats:
     last_reconcile_seconds: float = 0.0
     last_generation: int = 0
     routes: int = 0
+    incremental: int = 0  # reconciles that reused the attachment verdicts (endpoints only)
 
 
 class Controller:
@@ -99,6 +105,10 @@ class Controller:
         self._last_ir: Any = None
         self._idle = threading.Condition()
         self._generation_seen = 0
+        self._retry_lock = threading.Lock()
+        self._retry_at: float | None = None
+        self._notes: set[str] = set()
+        self._last_result: Any = None
 
     # -------------------------------------------------------------- life cycle
 
@@ -109,9 +119,18 @@ class Controller:
         config = self.config
         cluster = kube.connect(config.target)
         cluster.server_version()  # fail fast, with kubectl's message, if unreachable
-        self.writer = status_mod.StatusWriter(cluster)
+        self.writer = status_mod.StatusWriter(
+            cluster,
+            workers=config.status_workers,
+            min_interval=config.status_min_interval,
+            on_failure=lambda: self.retry_soon(0.5),
+        )
+        if config.status_workers:
+            self.writer.start()
         xds_port = self.server.start(config.xds_address)
-        self.provider = Provider(cluster, watched_kinds(), self.mark_dirty)
+        self.provider = Provider(
+            cluster, watched_kinds(), self.mark_dirty, watch_timeout=config.watch_timeout
+        )
         self.provider.start()
         if config.run_envoy:
             self._start_envoy(xds_port)
@@ -150,6 +169,8 @@ class Controller:
             self._thread.join(10)
         if self.provider is not None:
             self.provider.stop()
+        if self.writer is not None:
+            self.writer.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
         self.server.stop()
@@ -168,17 +189,36 @@ class Controller:
     def mark_dirty(self) -> None:
         self._dirty.set()
 
+    def retry_soon(self, delay: float) -> None:
+        """Reconcile again in ``delay`` seconds (one pending retry at a time, the earliest)."""
+        at = time.monotonic() + delay
+        with self._retry_lock:
+            if self._retry_at is None or at < self._retry_at:
+                self._retry_at = at
+
+    def _due_retry(self) -> float | None:
+        """Seconds until the pending retry (0 when due), None when there is none."""
+        with self._retry_lock:
+            if self._retry_at is None:
+                return None
+            return max(0.0, self._retry_at - time.monotonic())
+
     def _loop(self) -> None:
         assert self.provider is not None
         while not self._stop.is_set():
             if not self.provider.synced():
                 time.sleep(0.02)
                 continue
-            self._dirty.wait(1.0)
+            due = self._due_retry()
+            self._dirty.wait(1.0 if due is None else min(1.0, due))
             if self._stop.is_set():
                 return
             if not self._dirty.is_set():
-                continue
+                due = self._due_retry()
+                if due is None or due > 0:
+                    continue
+            with self._retry_lock:
+                self._retry_at = None
             first = time.monotonic()
             self._dirty.clear()
             while time.monotonic() - first < self.config.max_debounce:
@@ -192,21 +232,32 @@ class Controller:
                 log.exception("reconcile failed; the last good configuration stays")
                 retry = True
             if retry:
-                threading.Timer(1.0, self.mark_dirty).start()
+                self.retry_soon(1.0)
 
     def reconcile(self) -> bool:
         """One full pass; True if something should be retried soon."""
         assert self.provider is not None
         started = time.perf_counter()
         config = self.config
+        changed = self.provider.take_changed_kinds()
         objects = self.provider.objects()
-        result, built = gatewayapi_to_ir.compute_and_build(
-            objects,
-            frozenset({config.controller_name}),
-            gatewayapi_to_ir.BuildOptions(config.listen_address, config.port_offset),
-        )
+        options = gatewayapi_to_ir.BuildOptions(config.listen_address, config.port_offset)
+        if self._last_result is not None and changed and changed <= ENDPOINT_ONLY_KINDS:
+            # Incremental: the attachment engine never reads endpoints, so its verdicts stand;
+            # only the IR (cluster endpoints) is rebuilt.
+            result = self._last_result
+            built = gatewayapi_to_ir.build(objects, result, options)
+            self.stats.incremental += 1
+        else:
+            result, built = gatewayapi_to_ir.compute_and_build(
+                objects, frozenset({config.controller_name}), options
+            )
+        self._last_result = result
+        notes = set(built.notes)
         for note in built.notes:
-            log.info("%s", note)
+            if note not in self._notes:
+                log.info("%s", note)  # once, not on every reconcile
+        self._notes = notes
         synced = True
         message = ""
         if built.ir != self._last_ir:
@@ -247,7 +298,9 @@ class Controller:
                 ).get("status")
                 for u in updates
             }
-            if self.writer.write(updates, current):
+            if config.status_workers:
+                self.writer.submit(updates, current)
+            elif self.writer.write(updates, current):
                 retry = True
         self.stats.reconciles += 1
         self.stats.last_reconcile_seconds = time.perf_counter() - started

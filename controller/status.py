@@ -10,13 +10,16 @@ replaced.
 :class:`StatusWriter` writes a status only when it differs from the object's current one (and
 from what it wrote last), ignoring ``lastTransitionTime``, with a merge patch on the ``status``
 subresource carrying the ``resourceVersion`` it was computed from (a conflict is retried by the
-next reconcile).
+next reconcile); it can write from a few worker threads, keeping only the latest wanted status
+per object.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,10 @@ from kubectl_gw.kube import Cluster
 from kubectl_gw.model import KubeObject, kind_info
 
 log = logging.getLogger("kubectl_gw.controller.status")
+
+STATUS_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute")
+"""The kinds whose ``status`` :func:`desired` computes (the installer's RBAC grants exactly
+these ``status`` subresources)."""
 
 
 @dataclass(frozen=True)
@@ -235,45 +242,184 @@ def _comparable(value: Any) -> Any:
     return value
 
 
+_Key = tuple[str, str, str]
+
+
 class StatusWriter:
-    def __init__(self, cluster: Cluster) -> None:
+    """Write statuses that changed: synchronously (:meth:`write`) or from worker threads
+    (:meth:`submit`, after :meth:`start`).
+
+    Asynchronous writing keeps the reconcile loop (and so route propagation) free of API
+    round trips, and batches: per object only the latest wanted status is kept, so a status that
+    changes again before its write went out is written once; ``min_interval`` spaces two writes
+    of the same object (the Gateway's ``attachedRoutes`` while routes are added one by one).
+
+    After a successful write the writer remembers the resourceVersion the server answered, so a
+    status computed from the cache before the watch delivered that write still carries a current
+    ``resourceVersion`` (no self-inflicted conflicts); a real conflict (someone else wrote) is
+    reported through ``on_failure`` and retried by the next reconcile.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        workers: int = 8,
+        min_interval: float = 0.0,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.workers = workers
+        self.min_interval = min_interval
+        self.on_failure = on_failure
         self.writes = 0
         self.conflicts = 0
-        self._written: dict[tuple[str, str, str], Any] = {}
+        self.failures = 0
+        self.writes_by_kind: dict[str, int] = {}
+        self._written: dict[_Key, Any] = {}
+        self._moved: dict[_Key, tuple[str, str]] = {}  # rv written from → rv the server gave
+        self._cond = threading.Condition()
+        self._pending: dict[_Key, StatusUpdate] = {}  # insertion order = queue order
+        self._busy: set[_Key] = set()
+        self._last: dict[_Key, float] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+
+    # -------------------------------------------------------------- life cycle
+
+    def start(self) -> None:
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"status-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(5)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or being written (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+        return True
+
+    # -------------------------------------------------------------- writing
+
+    def _wanted(self, item: StatusUpdate, current: Mapping[_Key, Any]) -> Any:
+        """The comparable status to write, or None when nothing needs writing."""
+        key = (item.kind, item.namespace, item.name)
+        wanted = _comparable(item.status)
+        if wanted == _comparable(current.get(key) or {}):
+            return None
+        if self._written.get(key) == (self._rv(key, item.resource_version), wanted):
+            return None
+        return wanted
+
+    def _rv(self, key: _Key, resource_version: str) -> str:
+        moved = self._moved.get(key)
+        return moved[1] if moved is not None and moved[0] == resource_version else resource_version
+
+    def submit(self, updates: Sequence[StatusUpdate], current: Mapping[_Key, Any]) -> None:
+        """Queue the updates that change something (latest wins per object)."""
+        with self._cond:
+            for item in updates:
+                key = (item.kind, item.namespace, item.name)
+                if self._wanted(item, current) is None:
+                    self._pending.pop(key, None)
+                    continue
+                self._pending.pop(key, None)
+                self._pending[key] = item
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                item: StatusUpdate | None = None
+                while item is None:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    wake = 0.5
+                    for key, candidate in self._pending.items():
+                        if key in self._busy:
+                            continue
+                        due = self._last.get(key, -1e9) + self.min_interval
+                        if due <= now:
+                            item = candidate
+                            break
+                        wake = min(wake, due - now)
+                    if item is None:
+                        self._cond.wait(wake)
+                key = (item.kind, item.namespace, item.name)
+                del self._pending[key]
+                resource_version = self._rv(key, item.resource_version)
+                if self._written.get(key) == (resource_version, _comparable(item.status)):
+                    continue  # queued again while the same status was being written
+                self._busy.add(key)
+            ok = False
+            try:
+                ok = self._patch(item, resource_version)
+            finally:
+                with self._cond:
+                    self._busy.discard(key)
+                    self._last[key] = time.monotonic()
+                    self._cond.notify_all()
+            if not ok and self.on_failure is not None:
+                self.on_failure()
 
     def write(
         self, updates: Sequence[StatusUpdate], current: Mapping[tuple[str, str, str], Any]
     ) -> int:
-        """Write the updates that change something; return how many failed (to retry)."""
+        """Write the updates that change something, now; return how many failed (to retry)."""
         failed = 0
         for item in updates:
             key = (item.kind, item.namespace, item.name)
-            wanted = _comparable(item.status)
-            if wanted == _comparable(current.get(key) or {}) or self._written.get(key) == (
-                item.resource_version,
-                wanted,
-            ):
-                continue
-            info = kind_info(item.api_version, item.kind)
-            if info is None:
-                continue
-            version = item.api_version.rsplit("/", 1)[-1]
-            base = self.cluster.collection_path(info, item.namespace or None, version)
-            path = f"{base}/{item.name}/status"
-            body = {"metadata": {"resourceVersion": item.resource_version}, "status": item.status}
-            try:
-                self.cluster.request(
-                    "PATCH", path, body=body, content_type="application/merge-patch+json"
-                )
-            except ClusterError as err:
+            with self._cond:
+                if self._wanted(item, current) is None:
+                    continue
+                resource_version = self._rv(key, item.resource_version)
+            if not self._patch(item, resource_version):
                 failed += 1
+        return failed
+
+    def _patch(self, item: StatusUpdate, resource_version: str) -> bool:
+        key = (item.kind, item.namespace, item.name)
+        info = kind_info(item.api_version, item.kind)
+        if info is None:
+            return True
+        version = item.api_version.rsplit("/", 1)[-1]
+        base = self.cluster.collection_path(info, item.namespace or None, version)
+        path = f"{base}/{item.name}/status"
+        body = {"metadata": {"resourceVersion": resource_version}, "status": item.status}
+        try:
+            answer = self.cluster.request(
+                "PATCH", path, body=body, content_type="application/merge-patch+json"
+            )
+        except ClusterError as err:
+            with self._cond:
+                self.failures += 1
                 if err.status == 409:
                     self.conflicts += 1
-                    log.debug("status of %s %s: conflict, retrying", item.kind, item.name)
-                elif err.status != 404:
-                    log.warning("status of %s %s/%s: %s", item.kind, item.namespace, item.name, err)
-                continue
+            if err.status == 409:
+                log.debug("status of %s %s: conflict, retrying", item.kind, item.name)
+            elif err.status == 404:
+                return True  # deleted meanwhile: nothing to retry
+            else:
+                log.warning("status of %s %s/%s: %s", item.kind, item.namespace, item.name, err)
+            return False
+        new_rv = str(((answer or {}).get("metadata") or {}).get("resourceVersion") or "")
+        with self._cond:
             self.writes += 1
-            self._written[key] = (item.resource_version, wanted)
-        return failed
+            self.writes_by_kind[item.kind] = self.writes_by_kind.get(item.kind, 0) + 1
+            self._written[key] = (new_rv or resource_version, _comparable(item.status))
+            if new_rv:
+                self._moved[key] = (item.resource_version, new_rv)
+        return True

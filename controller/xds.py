@@ -355,7 +355,8 @@ def _version(entry: _Entry | None) -> str | None:
 
 
 def _needs_send(type_url: str, state: _TypeState, want: Mapping[str, _Entry]) -> bool:
-    if type_url in WILDCARD_TYPES and set(state.sent) != set(want):
+    if type_url in WILDCARD_TYPES and (set(state.sent) != set(want) or state.version == 0):
+        # (an empty first answer too: Envoy's initialisation waits for one)
         return True
     return any(_version(state.sent.get(n)) != e.version for n, e in want.items())
 

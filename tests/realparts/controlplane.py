@@ -168,6 +168,7 @@ class _Process:
     pid: int
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    argv: list[str] = field(default_factory=list)  # to start it again (restart_apiserver)
 
     def alive(self) -> bool:
         if self.popen is not None:
@@ -223,6 +224,61 @@ class ControlPlane:
         atexit.unregister(self.stop)
         if remove_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- faults (tests/cluster/test_controller_faults.py) ----------------------------------------
+
+    def stop_apiserver(self, kill: bool = False) -> None:
+        """Stop kube-apiserver only (SIGTERM, or SIGKILL with ``kill``); etcd keeps its data."""
+        proc = self._apiserver()
+        if kill and proc.popen is not None and proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.popen.wait(STOP_TIMEOUT)
+        else:
+            proc.stop()
+
+    def start_apiserver(self) -> float:
+        """Start kube-apiserver again with the same flags (same port, certificates, tokens,
+        etcd); wait until it is ready. Returns the seconds it took.
+
+        A start that dies at once is retried (up to ``START_ATTEMPTS``); the error carries the
+        new process's own log lines.
+        """
+        began = time.monotonic()
+        old = self._apiserver()
+        if old.alive():
+            raise ControlPlaneError("kube-apiserver is still running")
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+
+        def ready() -> bool:
+            return _http_get(f"{self.server}/readyz", self.token, context)[0] == 200
+
+        for attempt in range(START_ATTEMPTS):
+            offset = old.log.stat().st_size if old.log.exists() else 0
+            proc = _spawn(old.name, old.argv, self.workdir, detach=False)
+            self.processes[self.processes.index(old)] = proc
+            old = proc
+            try:
+                _wait_for("/readyz after restart", proc, ready)
+            except ControlPlaneError as exc:
+                proc.stop()
+                with proc.log.open("rb") as handle:
+                    handle.seek(offset)
+                    own = handle.read().decode(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                if attempt + 1 < START_ATTEMPTS and proc.popen is not None:
+                    continue
+                raise ControlPlaneError(
+                    f"{str(exc).splitlines()[0]}\nits own log:\n" + "\n".join(own)
+                ) from None
+            return time.monotonic() - began
+        raise AssertionError("unreachable")
+
+    def _apiserver(self) -> _Process:
+        for proc in self.processes:
+            if proc.name == "kube-apiserver":
+                if not proc.argv:
+                    raise ControlPlaneError("kube-apiserver was not started by this process")
+                return proc
+        raise ControlPlaneError("no kube-apiserver in this control plane")
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -337,7 +393,7 @@ def _spawn(name: str, argv: list[str], workdir: Path, detach: bool) -> _Process:
             start_new_session=True,  # Ctrl-C in the terminal reaches pytest, which stops us
             preexec_fn=_preexec(detach),
         )
-    return _Process(name, argv[0], popen.pid, log, popen)
+    return _Process(name, argv[0], popen.pid, log, popen, list(argv))
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -423,7 +479,12 @@ def _start_etcd(binary: Path, workdir: Path, detach: bool) -> tuple[_Process, st
 
 
 def _start_apiserver(
-    binary: Path, workdir: Path, etcd_url: str, token: str, detach: bool
+    binary: Path,
+    workdir: Path,
+    etcd_url: str,
+    token: str,
+    detach: bool,
+    extra_args: tuple[str, ...] = (),
 ) -> tuple[_Process, str, Path]:
     pki = workdir / "pki"
     ca_file = pki / "apiserver.crt"
@@ -450,6 +511,7 @@ def _start_apiserver(
             # The lease reconciler would publish 127.0.0.1 as the endpoint of service
             # "kubernetes", which Endpoints validation rejects (loopback) every 10 s.
             "--endpoint-reconciler-type=none",
+            *extra_args,
         ]
         proc = _spawn("kube-apiserver", argv, workdir, detach)
 
@@ -477,8 +539,15 @@ def _start_apiserver(
     raise AssertionError("unreachable")
 
 
-def start(binaries: Binaries, workdir: Path | None = None, detach: bool = False) -> ControlPlane:
+def start(
+    binaries: Binaries,
+    workdir: Path | None = None,
+    detach: bool = False,
+    apiserver_args: tuple[str, ...] = (),
+) -> ControlPlane:
     """Start etcd and kube-apiserver in WORKDIR (a new temp dir by default).
+
+    ``apiserver_args`` are appended to kube-apiserver's flags (e.g. ``--watch-cache-sizes=...``).
 
     With ``detach=False`` the processes die with this Python process (PR_SET_PDEATHSIG) and an
     atexit hook stops them; with ``detach=True`` they outlive it (for ``up``/``down``).
@@ -506,7 +575,7 @@ def start(binaries: Binaries, workdir: Path | None = None, detach: bool = False)
         etcd, plane.etcd_url = _start_etcd(binaries.etcd, workdir, detach)
         plane.processes.append(etcd)
         apiserver, plane.server, plane.ca_file = _start_apiserver(
-            binaries.kube_apiserver, workdir, plane.etcd_url, token, detach
+            binaries.kube_apiserver, workdir, plane.etcd_url, token, detach, apiserver_args
         )
         plane.processes.append(apiserver)
         write_kubeconfig(plane.kubeconfig, plane.server, plane.ca_file, token)
