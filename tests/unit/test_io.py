@@ -123,13 +123,17 @@ def test_later_duplicate_replaces_earlier_with_a_note(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (SERVICE + "---\nkind: [unclosed\n", "a.yaml: document 2: "),
-        ("a: b\n  c: d\n", "a.yaml: document 1: mapping values are not allowed here (line 2"),
+        ("a: b\n  c: d\n", "a.yaml: document 1: mapping values are not allowed"),
         (
             "- just\n- a list\n",
             "a.yaml: document 1: expected a Kubernetes object (a mapping), got a list",
         ),
         ("kind: Service\nmetadata: {name: x}\n", "a.yaml: document 1: missing apiVersion"),
         ("apiVersion: v1\nkind: Service\n", "a.yaml: document 1: Service has no metadata.name"),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: off}\n",
+            "a.yaml: document 1: Service metadata.name must be a string, got false; quote it",
+        ),
         ("a: 1\na: 2\n", "a.yaml: document 1: "),
         ("", "a.yaml: empty input, no Kubernetes objects in it"),
         ("# only a comment\n---\n", "a.yaml: empty input"),
@@ -286,3 +290,25 @@ def test_shared_sub_objects_are_written_in_full_without_aliases() -> None:
     text = kio.to_yaml(objs)
     assert "&" not in text and "*" not in text
     assert text.count("port: 80") == 2
+
+
+def test_timestamps_stay_strings_as_in_the_api_json(tmp_path: Path) -> None:
+    text = SERVICE.replace(
+        "  name: web\n", "  name: web\n  creationTimestamp: 2024-05-01T10:00:00Z\n"
+    )
+    obj = kio.load_inputs([str(write(tmp_path, "a.yaml", text))]).objects[0].obj
+    assert obj["metadata"]["creationTimestamp"] == "2024-05-01T10:00:00Z"
+    assert json.loads(kio.to_json([obj]))["items"][0]["metadata"]["creationTimestamp"] == (
+        "2024-05-01T10:00:00Z"
+    )
+
+
+def test_multiline_strings_are_literal_blocks() -> None:
+    obj: Any = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "x"},
+        "data": {"snippet": 'more_set_headers "A: b";\nreturn 200;\n'},
+    }
+    text = kio.to_yaml([obj])
+    assert '  snippet: |\n    more_set_headers "A: b";\n    return 200;\n' in text
