@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export GOTOOLCHAIN := local
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: test example venv test-bins crds lint unit cluster-up cluster-down bench dist clean
+.PHONY: test example venv test-bins crds lint unit cluster-up cluster-down bench demo dist clean
 
 ## test: venv + package, test binaries (kube-apiserver, etcd), CRDs, lint, then all tests
 test: venv test-bins crds lint
@@ -16,9 +16,9 @@ test: venv test-bins crds lint
 
 ## example: run the main job offline on the bundled examples (no cluster needed)
 example: venv
-	$(BIN)/kubectl-gw version --client
-	$(BIN)/kubectl-gw migrate -f examples/ingress-nginx -f examples/emissary; \
-	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 2 ]  # exit 2 = conversion not built yet
+	$(BIN)/kubectl-gw migrate -f examples/ingress-nginx
+	$(BIN)/kubectl-gw migrate -f examples/emissary --output-dir $(CURDIR)/build/example-emissary
+	$(BIN)/kubectl-gw describe -f examples/describe
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -52,8 +52,15 @@ cluster-down: venv
 	$(PY) -m tests.realparts.controlplane down
 
 ## bench: benchmarks, printed as ratios against anchors measured in the same run
-bench: venv
+bench: venv test-bins crds
 	$(PY) -m tests.bench.bench_startup
+	$(PY) -m tests.bench.bench_migrate --sizes 1000,10000
+	$(PY) -m tests.bench.bench_controller
+	$(PY) -m tests.bench.bench_dist
+
+## demo: test cluster, example Ingresses, migrate --apply, controller + Envoy, curls, teardown
+demo: venv test-bins crds
+	$(PY) scripts/demo.py
 
 ## dist: wheel + sdist, the single-file plugin in one krew archive per platform, and
 ## krew-manifest.yaml with their sha256 (scripts/build_dist.py; outputs in dist/)
