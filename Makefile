@@ -8,10 +8,10 @@ BIN    := $(VENV)/bin
 export GOTOOLCHAIN := local
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: test example venv test-bins crds lint unit cluster-up cluster-down bench demo dist clean
+.PHONY: system-deps test example venv test-bins crds lint unit cluster-up cluster-down bench demo dist clean
 
-## test: venv + package, test binaries (kube-apiserver, etcd), CRDs, lint, then all tests
-test: venv test-bins crds lint
+## test: system packages, venv + package, test binaries (kube-apiserver, etcd), CRDs, lint, then all tests
+test: system-deps venv test-bins crds lint
 	$(PY) -m pytest -v tests/unit tests/cluster tests/bench
 
 ## example: run the main job offline on the bundled examples (no cluster needed)
@@ -19,6 +19,12 @@ example: venv
 	$(BIN)/kubectl-gw migrate -f examples/ingress-nginx
 	$(BIN)/kubectl-gw migrate -f examples/emissary --output-dir $(CURDIR)/build/example-emissary
 	$(BIN)/kubectl-gw describe -f examples/describe
+
+## system-deps: Graphviz for the describe -o dot rendering test, iproute2 for the test network
+system-deps:
+	@command -v dot >/dev/null && command -v ip >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install graphviz and iproute2" >&2; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq graphviz iproute2 >/dev/null; }
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
