@@ -62,11 +62,12 @@ class Cluster:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         """Send one request; return the decoded JSON body, or raise ``ClusterError``."""
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         try:
             params = self.api.param_serialize(
                 method=method,
@@ -216,32 +217,7 @@ _METADATA_ACCEPT = "application/json;as={kind};g=meta.k8s.io;v=v1"
 def _metadata_request(
     cluster: Cluster, path: str, *, kind: str, query: list[tuple[str, str]] | None = None
 ) -> Any:
-    from kubernetes.client.exceptions import ApiException
-
-    headers = {"Accept": _METADATA_ACCEPT.format(kind=kind)}
-    try:
-        params = cluster.api.param_serialize(
-            method="GET",
-            resource_path=path,
-            query_params=query or [],
-            header_params=headers,
-            auth_settings=["BearerToken"],
-        )
-        response = cluster.api.call_api(*params, _request_timeout=cluster.request_timeout)
-        response.read()
-    except ApiException as err:
-        raise ClusterError(
-            _api_error_message("GET", path, err.status, err.body), status=err.status
-        ) from err
-    except Exception as err:  # urllib3 connection failures and the like
-        host = cluster.api.configuration.host
-        raise ClusterError(f"cannot reach the API server at {host}: {_first_line(err)}") from err
-    if not 200 <= response.status <= 299:
-        raise ClusterError(
-            _api_error_message("GET", path, response.status, response.data),
-            status=response.status,
-        )
-    return json.loads(response.data) if response.data else None
+    return cluster.request("GET", path, query=query, accept=_METADATA_ACCEPT.format(kind=kind))
 
 
 def list_metadata(
