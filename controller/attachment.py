@@ -9,10 +9,12 @@ API
 
 ``objects`` are plain dicts (``KubeObject``): GatewayClasses, Gateways, ListenerSets (also the
 pre-v1.5 ``XListenerSet``), HTTPRoutes, GRPCRoutes, TLSRoutes, TCPRoutes, UDPRoutes,
-ReferenceGrants, Services, Namespaces (for their labels) and Secrets (metadata and ``type`` are
-enough). Other kinds are ignored. The inputs are taken as the whole world: a Service that is not
-among them does not exist. Every Namespace gets the ``kubernetes.io/metadata.name`` label the API
-server sets, also when the Namespace object itself is missing.
+ReferenceGrants, Services, Envoy Gateway Backends (``gateway.envoyproxy.io``, a backendRef
+kind Envoy Gateway and the controller serve), Namespaces (for their labels) and Secrets (metadata
+and ``type`` are enough). Other kinds are ignored. The inputs are taken as the whole world: a
+Service or Backend that is not among them does not exist. Every Namespace gets the
+``kubernetes.io/metadata.name`` label the API server sets, also when the Namespace object itself
+is missing.
 
 ``controller_names``: the GatewayClass ``controllerName`` values to act for. ``None`` (describe)
 evaluates every Gateway as if a conformant controller owned its class; a set (the controller)
@@ -51,13 +53,19 @@ conflicted or unprogrammed listener, as the spec asks, and describe warns about 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller import hostnames as hn
 from controller import precedence as prec
-from kubectl_gw.model import GATEWAY_GROUP, GATEWAY_X_GROUP, KubeObject, split_api_version
+from kubectl_gw.model import (
+    ENVOY_GATEWAY_GROUP,
+    GATEWAY_GROUP,
+    GATEWAY_X_GROUP,
+    KubeObject,
+    split_api_version,
+)
 
 # --------------------------------------------------------------------------- constants
 
@@ -87,6 +95,8 @@ HTTP_FILTERS = frozenset(
 GRPC_FILTERS = frozenset(
     {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"}
 )
+BACKEND_KIND = (ENVOY_GATEWAY_GROUP, "Backend")
+"""Envoy Gateway's Backend: a backendRef kind besides core Services (endpoints by IP or DNS)."""
 HTTP_APP_PROTOCOLS = frozenset(
     {"http", "https", "h2c", "grpc", "kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"}
 )
@@ -381,6 +391,7 @@ class _World:
         self.route_groups: dict[ObjKey, str] = {}
         self.grants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.backends: dict[tuple[str, str], Mapping[str, Any]] = {}  # Envoy Gateway Backends
         self.secrets: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.ns_labels: dict[str, dict[str, str]] = {}
         self.ns_known: set[str] = set()
@@ -401,6 +412,8 @@ class _World:
             self.ns_known.add(name)
         elif group == "" and kind == "Service":
             self.services[(ns, name)] = obj
+        elif (group, kind) == BACKEND_KIND:
+            self.backends[(ns, name)] = obj
         elif group == "" and kind == "Secret":
             self.secrets[(ns, name)] = obj
         elif group == GATEWAY_GROUP and kind == "GatewayClass":
@@ -423,9 +436,17 @@ class _World:
         return None
 
     def granted(
-        self, from_group: str, from_kind: str, from_ns: str, to_kind: str, to_ns: str, name: str
+        self,
+        from_group: str,
+        from_kind: str,
+        from_ns: str,
+        to_kind: str,
+        to_ns: str,
+        name: str,
+        to_group: str = "",
     ) -> bool:
-        """Is a reference from (group, kind, ns) to core ``to_kind`` ns/name allowed?"""
+        """Is a reference from (group, kind, ns) to ``to_kind`` (of ``to_group``, core by
+        default) ns/name allowed?"""
         if from_ns == to_ns:
             return True
         for grant in self.grants.get(to_ns, []):
@@ -441,7 +462,7 @@ class _World:
             )
             ok_to = any(
                 isinstance(t, Mapping)
-                and _str(t.get("group")) == ""
+                and _str(t.get("group")) == to_group
                 and t.get("kind") == to_kind
                 and (not t.get("name") or t.get("name") == name)
                 for t in tos
@@ -852,6 +873,8 @@ def _backend(
         return BackendResult(rule, index, ref, weight, ok, reason, message, mirror)
 
     where = f"{ref['kind']} {ref['namespace']}/{ref['name']}"
+    if (ref["group"], ref["kind"]) == BACKEND_KIND:
+        return _eg_backend(world, route, ref, result)
     if (ref["group"], ref["kind"]) != ("", "Service"):
         return result(
             False,
@@ -892,6 +915,35 @@ def _backend(
                 "UnsupportedProtocol",
                 f"{where} port {ref['port']} has appProtocol {app}, not usable by {route.kind}",
             )
+    return result(True, "ResolvedRefs", f"{where} resolved")
+
+
+def _eg_backend(
+    world: _World,
+    route: ObjKey,
+    ref: dict[str, Any],
+    result: Callable[[bool, str, str], BackendResult],
+) -> BackendResult:
+    """An Envoy Gateway Backend: allowed (same namespace or a ReferenceGrant) and present. Its
+    endpoints and port are the controller's business (a Backend it cannot serve answers 500)."""
+    where = f"Backend {ref['namespace']}/{ref['name']}"
+    if not world.granted(
+        GATEWAY_GROUP,
+        route.kind,
+        route.namespace,
+        "Backend",
+        ref["namespace"],
+        ref["name"],
+        to_group=ENVOY_GATEWAY_GROUP,
+    ):
+        return result(
+            False,
+            "RefNotPermitted",
+            f"{where}: no ReferenceGrant in {ref['namespace']} allows {route.kind}s from "
+            f"{route.namespace} to reference it",
+        )
+    if (ref["namespace"], ref["name"]) not in world.backends:
+        return result(False, "BackendNotFound", f"{where} not found")
     return result(True, "ResolvedRefs", f"{where} resolved")
 
 
@@ -1075,8 +1127,17 @@ def compute(
         lis.attached_routes = len(lis.attached)
     _routing_tables(routes, listeners)
 
-    if not world.services and any(r.backends for r in routes):
+    if not world.services and any(
+        (b.ref["group"], b.ref["kind"]) == ("", "Service") for r in routes for b in r.backends
+    ):
         notes.append("no Services among the inputs: every Service backendRef is BackendNotFound")
+    if not world.backends and any(
+        (b.ref["group"], b.ref["kind"]) == BACKEND_KIND for r in routes for b in r.backends
+    ):
+        notes.append(
+            "no Backends (gateway.envoyproxy.io) among the inputs: every Backend backendRef is "
+            "BackendNotFound"
+        )
     return AttachmentResult(
         gateway_classes=classes,
         gateways=[ctx.result for _, ctx in sorted(gateways.items())],

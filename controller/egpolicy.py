@@ -19,13 +19,24 @@ module reads them the way Envoy Gateway v1.9 does, for the parts the controller 
   Other fields are reported in ``notes`` and ignored (they change no routing decision).
 - **SecurityPolicy** (:func:`security_policy`): ``authorization`` by clientCIDRs (and
   operation methods), ``basicAuth`` (htpasswd ``{SHA}`` lines from a Secret's ``.htpasswd``)
-  and HTTP ``extAuth``. A security feature the controller cannot enforce makes the covered
-  routes answer 500 (fail closed), never serve unprotected.
+  and ``extAuth`` over HTTP or gRPC (``statusOnError``, ``bodyToExtAuth``). A security
+  feature the controller cannot enforce makes the covered routes answer 500 (fail closed),
+  never serve unprotected.
 - **HTTPRouteFilter** (:func:`route_filter`): ``urlRewrite.path`` ReplaceRegexMatch,
   ``urlRewrite.hostname`` of type Header is not implemented (reported), and ``directResponse``
   with an inline body.
-- **Backend** (:func:`backend_endpoints`): ``ip`` and ``fqdn`` endpoints (one port).
-- **ClientTrafficPolicy**: not implemented; a note names each one that targets our Gateways.
+- **Backend** (:func:`backend_endpoints`): ``ip`` and ``fqdn`` endpoints (one port),
+  ``appProtocols`` h2c.
+- **ClientTrafficPolicy** (:func:`client_policy`, attached by :meth:`Policies.listener_policy`
+  to Gateway listeners: ``sectionName`` > whole ListenerSet > whole Gateway): ``tls``
+  (min/maxVersion, ciphers, ecdhCurves, signatureAlgorithms, alpnProtocols, session
+  resumption, and clientValidation: caCertificateRefs from a Secret or ConfigMap ``ca.crt``,
+  optional/mode, spkiHashes, certificateHashes, subjectAltNames, crl, allowExpiredCertificate).
+  Values Envoy would reject are refused here (one rejected listener would stop every update).
+  A setting that protects something and is not implemented (``clientIPDetection``, ``path``,
+  most of ``headers``, any unknown field) makes the listener fail closed: it is not served and
+  reports Programmed=False. Settings that only tune connections (timeouts, keepalive, HTTP/1,
+  HTTP/2, HTTP/3, PROXY protocol, connection limits, health check) are noted and ignored.
 """
 
 from __future__ import annotations
@@ -88,6 +99,87 @@ _BTP_FIELDS = frozenset(
     }
 )
 _SP_FIELDS = frozenset({"targetRef", "targetRefs", "authorization", "basicAuth", "extAuth"})
+_CTP_TUNING_FIELDS = frozenset(
+    {
+        "tcpKeepalive",
+        "timeout",
+        "connection",
+        "http1",
+        "http2",
+        "http3",
+        "grpc",
+        "healthCheck",
+        "enableProxyProtocol",
+        "proxyProtocol",
+    }
+)
+"""ClientTrafficPolicy fields that tune connections and protect nothing: ignored with a note."""
+_CTP_COSMETIC_HEADERS = frozenset(
+    {"enableEnvoyHeaders", "disableRateLimitHeaders", "preserveXRequestID", "requestID"}
+)
+TLS_VERSIONS = ("Auto", "1.0", "1.1", "1.2", "1.3")
+CIPHER_SUITES = frozenset(
+    {
+        # BoringSSL names and their IANA aliases, as Envoy documents them (TLS 1.0-1.2 only).
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-AES128-SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        "AES128-GCM-SHA256",
+        "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        "AES128-SHA",
+        "TLS_RSA_WITH_AES_128_CBC_SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+        "AES256-GCM-SHA384",
+        "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        "AES256-SHA",
+        "TLS_RSA_WITH_AES_256_CBC_SHA",
+    }
+)
+ECDH_CURVES = frozenset({"X25519", "P-256", "P-384", "P-521", "X25519MLKEM768"})
+SIGNATURE_ALGORITHMS = frozenset(
+    {
+        "rsa_pkcs1_sha1",
+        "rsa_pkcs1_sha256",
+        "rsa_pkcs1_sha384",
+        "rsa_pkcs1_sha512",
+        "ecdsa_sha1",
+        "ecdsa_secp256r1_sha256",
+        "ecdsa_secp384r1_sha384",
+        "ecdsa_secp521r1_sha512",
+        "rsa_pss_rsae_sha256",
+        "rsa_pss_rsae_sha384",
+        "rsa_pss_rsae_sha512",
+        "ed25519",
+    }
+)
+ALPN_PROTOCOLS = frozenset({"http/1.0", "http/1.1", "h2"})
+_SAN_TYPES = {
+    "dnsNames": "DNS",
+    "emailAddresses": "EMAIL",
+    "ipAddresses": "IP_ADDRESS",
+    "uris": "URI",
+    "otherNames": "OTHER_NAME",
+}
+_STRING_MATCH_TYPES = frozenset({"Exact", "Prefix", "Suffix", "RegularExpression"})
+_SPKI_HASH = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+_CERT_HASH = re.compile(r"^(?:[0-9A-Fa-f]{64}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})$")
+_OID = re.compile(r"^[0-2](?:\.(?:0|[1-9][0-9]*))+$")
 
 
 def parse_duration(value: str) -> float | None:
@@ -233,6 +325,43 @@ class Policies:
                 self._merged[key] = {**chosen, "spec": merged}
                 return self._merged[key]
         return chosen
+
+    def listener_policy(
+        self,
+        policy_kind: str,
+        owner: tuple[str, str, str],
+        listener: str,
+        gateway: tuple[str, str] | None,
+    ) -> Mapping[str, Any] | None:
+        """The policy of ``policy_kind`` for one Gateway listener, or None.
+
+        ``owner`` is (kind, namespace, name) of the Gateway or ListenerSet declaring the
+        listener, ``gateway`` the Gateway it merges into. A policy naming the listener
+        (``sectionName``) wins over one on its whole owner, which wins over one on the whole
+        Gateway a ListenerSet is attached to; at each level the oldest (then the name) wins.
+        """
+        owner_kind, namespace, name = owner
+        levels: list[tuple[str, str, str, str | None]] = [
+            (owner_kind, namespace, name, listener),
+            (owner_kind, namespace, name, None),
+        ]
+        if gateway is not None and owner_kind != "Gateway":
+            levels.append(("Gateway", gateway[0], gateway[1], None))
+        for level in levels:
+            found = self._by_target.get((policy_kind, *level))
+            if found:
+                return found[0]
+        return None
+
+    def section_targets(self, policy_kind: str) -> list[tuple[str, str, str, str, str]]:
+        """(target kind, namespace, name, sectionName, policy name) of every policy of a kind
+        that names a section, sorted (to report sections that do not exist)."""
+        return sorted(
+            (target_kind, ns, target, section, str(_meta(o).get("name", "")))
+            for (kind, target_kind, ns, target, section), found in self._by_target.items()
+            if kind == policy_kind and section is not None
+            for o in found
+        )
 
     def gateway_policies(self, policy_kind: str, namespace: str, name: str) -> list[str]:
         """Names of policies of a kind that target a Gateway (for notes)."""
@@ -539,12 +668,300 @@ def _rate_limit(spec: Mapping[str, Any], who: str, notes: list[str]) -> ir.Local
     return ir.LocalRateLimit(tuple(rules)) if rules else None
 
 
+# --------------------------------------------------------------------------- client traffic
+
+
+@dataclass(frozen=True)
+class ClientValidationSpec:
+    """``tls.clientValidation`` whose CA and CRL references the IR builder still resolves."""
+
+    ca_refs: tuple[Mapping[str, Any], ...] = ()
+    crl_refs: tuple[Mapping[str, Any], ...] = ()
+    only_verify_leaf_crl: bool = False
+    require_certificate: bool = True
+    accept_untrusted: bool = False
+    spki_hashes: tuple[str, ...] = ()
+    certificate_hashes: tuple[str, ...] = ()
+    subject_alt_names: tuple[ir.SanMatch, ...] = ()
+    allow_expired: bool = False
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """``tls`` of a ClientTrafficPolicy (None: Envoy's default)."""
+
+    min_version: ir.TlsVersion | None = None
+    max_version: ir.TlsVersion | None = None
+    ciphers: tuple[str, ...] = ()
+    ecdh_curves: tuple[str, ...] = ()
+    signature_algorithms: tuple[str, ...] = ()
+    alpn: tuple[str, ...] | None = None
+    stateless_resumption: bool = False
+    stateful_resumption: bool = False
+    validation: ClientValidationSpec | None = None
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    namespace: str
+    name: str
+    tls: ClientTLS | None = None
+    unenforceable: tuple[str, ...] = ()  # set: the listener must not be served
+    notes: tuple[str, ...] = ()
+
+
+def client_policy(obj: Mapping[str, Any]) -> ClientPolicy:
+    """A ClientTrafficPolicy as far as the controller implements it (see the module doc)."""
+    meta, spec = _meta(obj), _spec(obj)
+    who = policy_id(obj)
+    problems: list[str] = []
+    notes: list[str] = []
+    for key in sorted(spec):
+        if key in ("targetRef", "targetRefs", "tls"):
+            continue
+        if key in _CTP_TUNING_FIELDS:
+            notes.append(f"{who}: {key} not implemented, ignored")
+        elif key == "headers":
+            headers = _map(spec.get("headers"))
+            for sub in sorted(headers):
+                if sub in _CTP_COSMETIC_HEADERS:
+                    notes.append(f"{who}: headers.{sub} not implemented, ignored")
+                elif sub == "withUnderscoresAction" and headers[sub] == "Allow":
+                    continue  # what the HCM does
+                else:
+                    problems.append(f"{who}: headers.{sub} not implemented")
+        elif key == "path":
+            path = _map(spec.get("path"))
+            for sub in sorted(path):
+                # the HCM keeps escaped slashes and merges slashes; only those values are true
+                if (sub, path[sub]) in (
+                    ("escapedSlashesAction", "KeepUnchanged"),
+                    ("disableMergeSlashes", False),
+                ):
+                    continue
+                problems.append(f"{who}: path.{sub} {path[sub]!r} not implemented")
+        else:
+            problems.append(f"{who}: {key} not implemented")
+    tls = _client_tls(_map(spec.get("tls")), who, problems, notes) if "tls" in spec else None
+    return ClientPolicy(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        tls=tls,
+        unenforceable=tuple(problems),
+        notes=tuple(notes),
+    )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in _list(value))
+
+
+def _client_tls(
+    spec: Mapping[str, Any], who: str, problems: list[str], notes: list[str]
+) -> ClientTLS:
+    known = {
+        "minVersion",
+        "maxVersion",
+        "ciphers",
+        "ecdhCurves",
+        "signatureAlgorithms",
+        "alpnProtocols",
+        "clientValidation",
+        "session",
+        "fingerprints",
+    }
+    for key in sorted(set(spec) - known):
+        problems.append(f"{who}: tls.{key} not implemented")
+    if spec.get("fingerprints"):
+        notes.append(f"{who}: tls.fingerprints not implemented, ignored (logging only)")
+    versions: list[ir.TlsVersion | None] = []
+    for key in ("minVersion", "maxVersion"):
+        raw = spec.get(key)
+        if raw is None:
+            versions.append(None)
+        elif str(raw) in TLS_VERSIONS:
+            versions.append(str(raw))  # type: ignore[arg-type]
+        else:
+            problems.append(f"{who}: tls.{key} {raw!r} is not one of {', '.join(TLS_VERSIONS)}")
+            versions.append(None)
+    low, high = versions
+    order = {"1.0": 0, "1.1": 1, "1.2": 2, "1.3": 3}
+    if low in order and high in order and order[low] > order[high]:
+        problems.append(f"{who}: tls.minVersion {low} is above maxVersion {high}")
+    ciphers = _strings(spec.get("ciphers"))
+    for cipher in ciphers:
+        members = cipher[1:-1].split("|") if cipher.startswith("[") else [cipher]
+        if not cipher or not all(m in CIPHER_SUITES for m in members):
+            problems.append(f"{who}: tls.ciphers: {cipher!r} is not a cipher suite Envoy knows")
+    curves = _strings(spec.get("ecdhCurves"))
+    problems += [
+        f"{who}: tls.ecdhCurves: {c!r} is not a curve Envoy knows"
+        for c in curves
+        if c not in ECDH_CURVES
+    ]
+    algorithms = _strings(spec.get("signatureAlgorithms"))
+    problems += [
+        f"{who}: tls.signatureAlgorithms: {a!r} is not a signature algorithm Envoy knows"
+        for a in algorithms
+        if a not in SIGNATURE_ALGORITHMS
+    ]
+    alpn: tuple[str, ...] | None = None
+    if "alpnProtocols" in spec:
+        alpn = _strings(spec.get("alpnProtocols"))
+        problems += [
+            f"{who}: tls.alpnProtocols: {a!r} is not http/1.0, http/1.1 or h2"
+            for a in alpn
+            if a not in ALPN_PROTOCOLS
+        ]
+    resumption = _map(_map(spec.get("session")).get("resumption"))
+    for key in sorted(set(_map(spec.get("session"))) - {"resumption"}):
+        problems.append(f"{who}: tls.session.{key} not implemented")
+    validation = (
+        _client_validation(_map(spec.get("clientValidation")), who, problems)
+        if "clientValidation" in spec
+        else None
+    )
+    return ClientTLS(
+        min_version=low,
+        max_version=high,
+        ciphers=ciphers,
+        ecdh_curves=curves,
+        signature_algorithms=algorithms,
+        alpn=alpn,
+        stateless_resumption="stateless" in resumption,
+        stateful_resumption="stateful" in resumption,
+        validation=validation,
+    )
+
+
+def _client_validation(
+    spec: Mapping[str, Any], who: str, problems: list[str]
+) -> ClientValidationSpec:
+    where = f"{who}: tls.clientValidation"
+    known = {
+        "optional",
+        "mode",
+        "caCertificateRefs",
+        "spkiHashes",
+        "certificateHashes",
+        "subjectAltNames",
+        "crl",
+        "allowExpiredCertificate",
+    }
+    for key in sorted(set(spec) - known):
+        problems.append(f"{where}.{key} not implemented")
+    mode = spec.get("mode")
+    if mode is None:
+        mode = "VerifyIfGiven" if spec.get("optional") is True else "RequireAndVerify"
+    modes = {
+        # mode: (a certificate is required, an untrusted certificate is accepted)
+        "Request": (False, True),
+        "RequireAny": (True, True),
+        "VerifyIfGiven": (False, False),
+        "RequireAndVerify": (True, False),
+    }
+    if mode not in modes:
+        problems.append(f"{where}.mode {mode!r} is not one of {', '.join(modes)}")
+        mode = "RequireAndVerify"
+    require, untrusted = modes[str(mode)]
+    ca_refs = tuple(r for r in _list(spec.get("caCertificateRefs")) if isinstance(r, Mapping))
+    if not untrusted and not ca_refs:
+        problems.append(f"{where}: mode {mode} needs caCertificateRefs")
+    spki = _strings(spec.get("spkiHashes"))
+    problems += [
+        f"{where}.spkiHashes: {h!r} is not a base64 SHA-256"
+        for h in spki
+        if not _SPKI_HASH.match(h)
+    ]
+    hashes = _strings(spec.get("certificateHashes"))
+    problems += [
+        f"{where}.certificateHashes: {h!r} is not a hex SHA-256"
+        for h in hashes
+        if not _CERT_HASH.match(h)
+    ]
+    sans: list[ir.SanMatch] = []
+    alt_names = _map(spec.get("subjectAltNames"))
+    for key in sorted(alt_names):
+        san_type = _SAN_TYPES.get(key)
+        if san_type is None:
+            problems.append(f"{where}.subjectAltNames.{key} not implemented")
+            continue
+        for raw in _list(alt_names[key]):
+            match = _map(raw)
+            kind = str(match.get("type") or "Exact")
+            value = match.get("value")
+            oid = str(match.get("oid") or "")
+            if kind not in _STRING_MATCH_TYPES or not isinstance(value, str) or not value:
+                problems.append(f"{where}.subjectAltNames.{key}: {dict(match)!r} not understood")
+            elif san_type == "OTHER_NAME" and not _OID.match(oid):
+                problems.append(f"{where}.subjectAltNames.otherNames: {oid!r} is not an OID")
+            else:
+                sans.append(ir.SanMatch(san_type, kind, value, oid))  # type: ignore[arg-type]
+    crl = _map(spec.get("crl"))
+    crl_refs = tuple(r for r in _list(crl.get("refs")) if isinstance(r, Mapping))
+    if crl and not crl_refs:
+        problems.append(f"{where}.crl has no refs")
+    return ClientValidationSpec(
+        ca_refs=ca_refs,
+        crl_refs=crl_refs,
+        only_verify_leaf_crl=crl.get("onlyVerifyLeafCertificate") is True,
+        require_certificate=require,
+        accept_untrusted=untrusted,
+        spki_hashes=spki,
+        certificate_hashes=hashes,
+        subject_alt_names=tuple(sans),
+        allow_expired=spec.get("allowExpiredCertificate") is True,
+    )
+
+
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\s*"
+    r"(?P<body>[A-Za-z0-9+/=\s]*?)\s*-----END (?P=label)-----"
+)
+
+
+def pem_blocks(text: str, label: str) -> list[str]:
+    """The PEM blocks of ``label`` (``CERTIFICATE``, ``X509 CRL``) in ``text`` whose body is
+    base64 of one DER SEQUENCE of the right length, re-armoured; anything else is dropped.
+
+    Not a full X.509 parse, but what Envoy would choke on first (a rejected SDS secret blocks
+    every later secret update) never gets through.
+    """
+    out: list[str] = []
+    for match in _PEM_BLOCK.finditer(text):
+        if match.group("label") != label:
+            continue
+        body = "".join(match.group("body").split())
+        try:
+            der = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if not _der_sequence(der):
+            continue
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        out.append(f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n")
+    return out
+
+
+def _der_sequence(der: bytes) -> bool:
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    first = der[1]
+    if first < 0x80:
+        return 2 + first == len(der)
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(der) < 2 + count:
+        return False
+    length = int.from_bytes(der[2 : 2 + count], "big")
+    return 2 + count + length == len(der)
+
+
 # --------------------------------------------------------------------------- security
 
 
 @dataclass(frozen=True)
 class ExtAuthSpec:
-    """An HTTP extAuth whose backend the IR builder still has to resolve."""
+    """An extAuth (HTTP, or gRPC when ``grpc``) whose backend the IR builder still resolves."""
 
     backend_ref: Mapping[str, Any]
     path_prefix: str = ""
@@ -553,6 +970,9 @@ class ExtAuthSpec:
     headers_to_ext_auth: tuple[str, ...] = ()
     timeout_seconds: float = 10.0
     fail_open: bool = False
+    grpc: bool = False
+    status_on_error: int | None = None
+    body_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -631,22 +1051,48 @@ def _authorization(
 
 def _ext_auth(spec: Mapping[str, Any], who: str, problems: list[str]) -> ExtAuthSpec | None:
     http = _map(spec.get("http"))
-    if not http:
-        problems.append(f"{who}: extAuth without http (gRPC) not implemented")
+    grpc = _map(spec.get("grpc"))
+    if bool(http) == bool(grpc):
+        problems.append(f"{who}: extAuth needs exactly one of http and grpc")
         return None
-    refs = [r for r in _list(http.get("backendRefs")) if isinstance(r, Mapping)]
-    if isinstance(http.get("backendRef"), Mapping):
-        refs.insert(0, http["backendRef"])
-    for key in sorted(set(spec) - {"http", "failOpen", "timeout", "headersToExtAuth"}):
+    service = http or grpc
+    where = "http" if http else "grpc"
+    refs = [r for r in _list(service.get("backendRefs")) if isinstance(r, Mapping)]
+    if isinstance(service.get("backendRef"), Mapping):
+        refs.insert(0, service["backendRef"])
+    known = {
+        "http",
+        "grpc",
+        "failOpen",
+        "timeout",
+        "headersToExtAuth",
+        "statusOnError",
+        "bodyToExtAuth",
+    }
+    for key in sorted(set(spec) - known):
         problems.append(f"{who}: extAuth.{key} not implemented")
-    for key in sorted(
-        set(http) - {"backendRef", "backendRefs", "path", "pathOverride", "headersToBackend"}
-    ):
-        problems.append(f"{who}: extAuth.http.{key} not implemented")
+    service_keys = {"backendRef", "backendRefs"}
+    if http:
+        service_keys |= {"path", "pathOverride", "headersToBackend"}
+    for key in sorted(set(service) - service_keys):
+        problems.append(f"{who}: extAuth.{where}.{key} not implemented")
     if not refs:
-        problems.append(f"{who}: extAuth.http has no backendRefs")
+        problems.append(f"{who}: extAuth.{where} has no backendRefs")
         return None
     timeout = parse_duration(str(spec["timeout"])) if spec.get("timeout") else None
+    status = spec.get("statusOnError")
+    if status is not None and not (
+        isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599
+    ):
+        problems.append(f"{who}: extAuth.statusOnError {status!r} is not a 4xx or 5xx code")
+        status = None
+    body = _map(spec.get("bodyToExtAuth"))
+    for key in sorted(set(body) - {"maxRequestBytes"}):
+        problems.append(f"{who}: extAuth.bodyToExtAuth.{key} not implemented")
+    body_bytes = _int_field(body, "maxRequestBytes") if body else None
+    if body and (body_bytes is None or body_bytes <= 0):
+        problems.append(f"{who}: extAuth.bodyToExtAuth.maxRequestBytes must be a positive integer")
+        body_bytes = None
     override = http.get("pathOverride")
     return ExtAuthSpec(
         backend_ref=refs[0],
@@ -656,6 +1102,9 @@ def _ext_auth(spec: Mapping[str, Any], who: str, problems: list[str]) -> ExtAuth
         headers_to_ext_auth=tuple(str(h) for h in _list(spec.get("headersToExtAuth"))),
         timeout_seconds=timeout if timeout is not None else 10.0,
         fail_open=spec.get("failOpen") is True,
+        grpc=bool(grpc),
+        status_on_error=status,
+        body_bytes=body_bytes,
     )
 
 
@@ -780,3 +1229,8 @@ def backend_tls(obj: Mapping[str, Any] | None) -> bool:
     """Does the Backend ask for TLS with the system CAs (``tls.wellKnownCACertificates``)?"""
     tls = _map(_spec(obj or {}).get("tls"))
     return tls.get("wellKnownCACertificates") == "System"
+
+
+def backend_h2c(obj: Mapping[str, Any] | None) -> bool:
+    """Does the Backend speak HTTP/2 in clear text (appProtocols ``gateway.envoyproxy.io/h2c``)?"""
+    return "gateway.envoyproxy.io/h2c" in _strings(_spec(obj or {}).get("appProtocols"))

@@ -16,6 +16,12 @@ give by itself: the virtual host for ``a.example.com`` also carries, after its o
 routes of every less specific hostname of the same Gateway listener that covers it
 (``*.example.com``, ``*``), in precedence order; and on a shared port a hostname belongs to the
 most specific Gateway listener that matches it (listener isolation).
+
+An Envoy Gateway ClientTrafficPolicy on a Gateway listener sets its filter chain's TLS (versions,
+ciphers, ALPN, client certificate validation with the CAs sent over SDS). Whatever in the policy
+cannot be enforced and would weaken security (a CA that cannot be read, a value Envoy would
+reject, a protective setting not implemented) fails closed: the listener gets no filter chain and
+reports Programmed=False with the reason, and a note says so.
 """
 
 from __future__ import annotations
@@ -33,14 +39,16 @@ from controller import hostnames as hn
 from controller import ir
 from controller import precedence as prec
 from controller.egpolicy import parse_duration
-from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject
+from kubectl_gw.model import ENVOY_GATEWAY_GROUP, KubeObject
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "grpc"})
 SERVE_DNS_BACKENDS = False
 """Envoy Gateway Backends with fqdn endpoints become STRICT_DNS clusters, which Envoy never
-asks EDS for; ``controller.xds`` still waits for EDS on every cluster before it pushes routes,
-so until it skips non-EDS clusters such Backends answer 500 (with a note)."""
+asks EDS for; ``controller.xds`` still waits for EDS on every cluster before it pushes routes
+(its warm-up check counts every ACKed cluster), so until it counts only EDS clusters such
+Backends answer 500 (with a note). With that change this can be True: the translation and an
+end-to-end run (fqdn ``localhost`` to a loopback echo) were checked against it."""
 __all__ = ["BuildOptions", "BuildResult", "build", "compute_and_build", "parse_duration"]
 
 
@@ -128,19 +136,14 @@ class _Builder:
         self.out = BuildResult(ir.IR())
         self._traffic: dict[int, eg.TrafficPolicy] = {}
         self._security: dict[int, eg.SecurityPolicy] = {}
+        self._client: dict[int, eg.ClientPolicy] = {}
+        self._downstream_tls: dict[att.ListenerKey, ir.TLSTermination] = {}
 
     # -------------------------------------------------------------- listeners
 
     def build(self) -> BuildResult:
         by_port: dict[int, list[att.ListenerResult]] = defaultdict(list)
         for gateway in self.result.gateways:
-            for name in self.index.policies.gateway_policies(
-                "ClientTrafficPolicy", gateway.key.namespace, gateway.key.name
-            ):
-                self.out.notes.append(
-                    f"ClientTrafficPolicy {gateway.key.namespace}/{name} on {gateway.key}: "
-                    "not implemented, ignored"
-                )
             accepted = gateway.condition("Accepted")
             own = [lis for lis in self.result.all_listeners() if lis.gateway == gateway.key]
             for lis in own:
@@ -152,8 +155,13 @@ class _Builder:
                     self._skip(lis, "Invalid", f"protocol {lis.protocol} is not served yet")
                 elif lis.protocol == "HTTPS" and (lis.tls_mode or "Terminate") != "Terminate":
                     self._skip(lis, "Invalid", "TLS passthrough is not served yet")
+                elif (problem := self._client_traffic(lis)) is not None:
+                    # Fail closed: never serve a listener without the protection asked for.
+                    self._skip(lis, "Invalid", problem)
+                    self.out.notes.append(f"{lis.key} is not served: {problem}")
                 else:
                     by_port[lis.port].append(lis)
+        self._unmatched_sections()
         listeners: list[ir.Listener] = []
         for port, group in sorted(by_port.items()):
             group.sort(key=lambda lis: lis.key)
@@ -213,7 +221,10 @@ class _Builder:
                         name,
                         ir.RouteConfig(name, self._virtual_hosts([lis])),
                         server_names=server_names,
-                        tls=ir.TLSTermination(secrets),
+                        tls=replace(
+                            self._downstream_tls.get(lis.key, ir.TLSTermination(())),
+                            secrets=secrets,
+                        ),
                     )
                 )
                 self.out.programmed[lis.key] = (
@@ -231,6 +242,142 @@ class _Builder:
             "HTTP" if protocol == "HTTP" else "HTTPS",
             tuple(chains),
         )
+
+    # -------------------------------------------------------------- ClientTrafficPolicy
+
+    def _client_traffic(self, lis: att.ListenerResult) -> str | None:
+        """Apply the listener's ClientTrafficPolicy; why it cannot be served, if it cannot."""
+        owner = lis.key.owner
+        gateway = (lis.gateway.namespace, lis.gateway.name) if lis.gateway else None
+        found = self.index.policies.listener_policy(
+            "ClientTrafficPolicy", (owner.kind, owner.namespace, owner.name), lis.name, gateway
+        )
+        if found is None:
+            return None
+        policy = self._client.get(id(found))
+        if policy is None:
+            policy = self._client[id(found)] = eg.client_policy(found)
+            self.out.notes.extend(policy.notes)
+        if policy.unenforceable:
+            return "; ".join(policy.unenforceable)
+        tls = policy.tls
+        if tls is None:
+            return None
+        who = eg.policy_id(found)
+        if lis.protocol != "HTTPS":
+            self.out.notes.append(f"{who}: tls has no effect on {lis.key} ({lis.protocol})")
+            return None
+        validation: ir.ClientValidation | None = None
+        if tls.validation is not None:
+            validation, problem = self._client_validation(policy, tls.validation)
+            if problem is not None:
+                return f"{who}: tls.clientValidation: {problem}"
+        self._downstream_tls[lis.key] = ir.TLSTermination(
+            (),
+            alpn=tls.alpn if tls.alpn is not None else ir.TLSTermination(()).alpn,
+            min_version=tls.min_version,
+            max_version=tls.max_version,
+            ciphers=tls.ciphers,
+            ecdh_curves=tls.ecdh_curves,
+            signature_algorithms=tls.signature_algorithms,
+            session_resumption=(tls.stateless_resumption, tls.stateful_resumption),
+            client_validation=validation,
+        )
+        return None
+
+    def _unmatched_sections(self) -> None:
+        """Note ClientTrafficPolicies naming a listener our Gateways do not have: they apply
+        nowhere (as in Envoy Gateway), which a typo would make easy to miss."""
+        ours = {(k.owner.kind, k.owner.namespace, k.owner.name) for k in self._all_listener_keys()}
+        names = {
+            (k.owner.kind, k.owner.namespace, k.owner.name, k.name)
+            for k in self._all_listener_keys()
+        }
+        for kind, ns, name, section, policy in self.index.policies.section_targets(
+            "ClientTrafficPolicy"
+        ):
+            if (kind, ns, name) in ours and (kind, ns, name, section) not in names:
+                self.out.notes.append(
+                    f"ClientTrafficPolicy {ns}/{policy}: {kind} {ns}/{name} has no listener "
+                    f"{section!r}; the policy applies nowhere"
+                )
+
+    def _all_listener_keys(self) -> list[att.ListenerKey]:
+        return [lis.key for lis in self.result.all_listeners()]
+
+    def _client_validation(
+        self, policy: eg.ClientPolicy, spec: eg.ClientValidationSpec
+    ) -> tuple[ir.ClientValidation | None, str | None]:
+        source = (ENVOY_GATEWAY_GROUP, "ClientTrafficPolicy", policy.namespace)
+        cas, problem = self._pem_refs(source, spec.ca_refs, "ca.crt", "CERTIFICATE")
+        if problem is not None:
+            return None, problem
+        crls, problem = self._pem_refs(source, spec.crl_refs, "ca.crl", "X509 CRL")
+        if problem is not None:
+            return None, problem
+        ca_secret: str | None = None
+        if cas:
+            ca_secret = ir.client_ca_secret_name(policy.namespace, policy.name)
+            self.secrets[ca_secret] = ir.Secret(
+                ca_secret,
+                ca="".join(dict.fromkeys(cas)),
+                crl="".join(dict.fromkeys(crls)),
+                only_verify_leaf_crl=spec.only_verify_leaf_crl,
+            )
+        elif crls:
+            return None, "a crl needs caCertificateRefs"
+        return (
+            ir.ClientValidation(
+                ca_secret=ca_secret,
+                require_certificate=spec.require_certificate,
+                accept_untrusted=spec.accept_untrusted,
+                spki_hashes=spec.spki_hashes,
+                certificate_hashes=spec.certificate_hashes,
+                subject_alt_names=spec.subject_alt_names,
+                allow_expired=spec.allow_expired,
+            ),
+            None,
+        )
+
+    def _pem_refs(
+        self,
+        source: tuple[str, str, str],
+        refs: tuple[Mapping[str, Any], ...],
+        key: str,
+        label: str,
+    ) -> tuple[list[str], str | None]:
+        """The PEM blocks under ``key`` of the Secrets/ConfigMaps ``refs`` name, or a problem
+        (a reference that is not allowed, missing, or holds nothing usable)."""
+        blocks: list[str] = []
+        for ref in refs:
+            group, kind = str(ref.get("group") or ""), str(ref.get("kind") or "Secret")
+            ns, name = str(ref.get("namespace") or source[2]), str(ref.get("name") or "")
+            where = f"{kind} {ns}/{name}"
+            if group != "" or kind not in ("Secret", "ConfigMap"):
+                return [], f"{kind}.{group or 'core'} {name}: only a Secret or ConfigMap can do"
+            if not self.index.granted(source, ("", kind, ns, name)):
+                return [], f"no ReferenceGrant in {ns} allows a reference to {where}"
+            found = (self.index.secrets if kind == "Secret" else self.index.config_maps).get(
+                (ns, name)
+            )
+            if found is None:
+                return [], f"{where} not found"
+            raw = (found.get("data") or {}).get(key)
+            text = ""
+            if kind == "ConfigMap":
+                text = str(raw or "")
+            elif raw:
+                try:
+                    text = base64.b64decode(str(raw), validate=True).decode()
+                except (ValueError, UnicodeDecodeError):
+                    text = ""
+            got = eg.pem_blocks(text, label)
+            if not got:
+                return [], f"{where} has no PEM {label} under {key}"
+            if len(got) < text.count(f"-----BEGIN {label}-----"):
+                self.out.notes.append(f"{where}: {key}: unusable {label} blocks dropped")
+            blocks += got
+        return blocks, None
 
     def _certificates(self, lis: att.ListenerResult) -> tuple[str, ...]:
         owner = lis.key.owner
@@ -469,7 +616,9 @@ class _Builder:
         ext: ir.ExtAuth | None = None
         if policy.ext_auth is not None:
             spec = policy.ext_auth
-            cluster, authority, problem = self._policy_backend(source, spec.backend_ref)
+            cluster, authority, problem = self._policy_backend(
+                source, spec.backend_ref, http2=spec.grpc
+            )
             if cluster is None:
                 problems.append(f"extAuth: {problem}")
             else:
@@ -483,20 +632,25 @@ class _Builder:
                     headers_to_ext_auth=spec.headers_to_ext_auth,
                     timeout_seconds=spec.timeout_seconds,
                     fail_open=spec.fail_open,
+                    grpc=spec.grpc,
+                    status_on_error=spec.status_on_error,
+                    body_bytes=spec.body_bytes,
                 )
         if problems or policy.unenforceable:
             return None, [*policy.unenforceable, *(f"{eg.policy_id(found)}: {p}" for p in problems)]
         return ir.Security(policy.authorization, basic, ext), []
 
     def _policy_backend(
-        self, source: tuple[str, str, str], ref: Mapping[str, Any]
+        self, source: tuple[str, str, str], ref: Mapping[str, Any], *, http2: bool = False
     ) -> tuple[str | None, str, str]:
-        """(cluster, authority, problem) for a backendRef inside a policy."""
+        """(cluster, authority, problem) for a backendRef inside a policy; ``http2``: the
+        cluster must speak HTTP/2 (cleartext), as a gRPC service needs."""
         group, kind = str(ref.get("group") or ""), str(ref.get("kind") or "Service")
         ns, name = str(ref.get("namespace") or source[2]), str(ref.get("name") or "")
         port = ref.get("port")
         if not self.index.granted(source, (group, kind, ns, name)):
             return None, "", f"no ReferenceGrant allows a reference to {kind} {ns}/{name}"
+        cluster: str | None
         if (group, kind) == ("", "Service"):
             service = self.index.services.get((ns, name))
             if service is None or not isinstance(port, int):
@@ -505,15 +659,37 @@ class _Builder:
                 p.get("port") == port for p in (service.get("spec") or {}).get("ports") or []
             ):
                 return None, "", f"Service {ns}/{name} has no port {port}"
-            return self._service_cluster(ns, name, port, None), f"{name}.{ns}:{port}", ""
-        if (group, kind) == (ENVOY_GATEWAY_GROUP, "Backend"):
-            cluster, problem = self._eg_backend_cluster(
-                ns, name, port if isinstance(port, int) else None
+            cluster, authority, problem = (
+                self._service_cluster(ns, name, port, None),
+                f"{name}.{ns}:{port}",
+                "",
             )
-            return cluster, f"{name}.{ns}:{port or ''}".rstrip(":"), problem
-        return None, "", f"{kind}.{group} is not a supported backend kind"
+        elif (group, kind) == (ENVOY_GATEWAY_GROUP, "Backend"):
+            cluster, problem = self._eg_backend_cluster(
+                ns, name, port if isinstance(port, int) else None, None
+            )
+            authority = f"{name}.{ns}:{port or ''}".rstrip(":")
+        else:
+            return None, "", f"{kind}.{group} is not a supported backend kind"
+        if cluster is not None and http2:
+            cluster = self._http2_variant(cluster)
+        return cluster, authority, problem
 
-    def _eg_backend_cluster(self, ns: str, name: str, port: int | None) -> tuple[str | None, str]:
+    def _http2_variant(self, base: str) -> str:
+        """``base`` if it already speaks HTTP/2 in clear text, else a twin cluster that does."""
+        plain = self.clusters[base]
+        if plain.protocol == "h2c" or plain.tls is not None:
+            return base  # a TLS cluster negotiates by ALPN: not made h2c here
+        name = ir.h2_cluster_name(base)
+        if name not in self.clusters:
+            self.clusters[name] = replace(plain, name=name, protocol="h2c")
+            if base in self.endpoints:
+                self.endpoints[name] = replace(self.endpoints[base], cluster=name)
+        return name
+
+    def _eg_backend_cluster(
+        self, ns: str, name: str, port: int | None, traffic: eg.TrafficPolicy | None
+    ) -> tuple[str | None, str]:
         obj = self.index.policies.backends.get((ns, name))
         ips, dns, problem = eg.backend_endpoints(obj, port)
         if problem is not None:
@@ -532,9 +708,10 @@ class _Builder:
             if eg.backend_tls(obj):
                 sni = dns[0][0] if dns else ips[0].address
                 tls = ir.UpstreamTLS(sni=sni)
-            self.clusters[cluster] = ir.Cluster(cluster, tls=tls, dns_hosts=dns)
+            protocol: ir.UpstreamProtocol = "h2c" if eg.backend_h2c(obj) else "http1"
+            self.clusters[cluster] = ir.Cluster(cluster, protocol=protocol, tls=tls, dns_hosts=dns)
             self.endpoints[cluster] = ir.ClusterEndpoints(cluster, ips)
-        return cluster, ""
+        return self._with_traffic(cluster, traffic, None), ""
 
     def _mirror(self, entry: att.RoutingEntry, spec: Mapping[str, Any]) -> ir.Mirror | None:
         route = next((r for r in self.result.routes if r.key == entry.route), None)
@@ -572,22 +749,21 @@ class _Builder:
         traffic: eg.TrafficPolicy | None,
         route: att.ObjKey,
     ) -> ir.WeightedBackend:
-        route_kind, route_namespace = route.kind, route.namespace
         ref = backend.ref
-        if (
-            not backend.resolved
-            and backend.reason == "InvalidKind"
-            and (ref.get("group"), ref.get("kind")) == (ENVOY_GATEWAY_GROUP, "Backend")
-        ):
-            # The shared engine does not resolve Envoy Gateway Backends yet: do it here.
-            cluster, _authority, problem = self._policy_backend(
-                (GATEWAY_GROUP, route_kind, route_namespace), ref
-            )
-            if cluster is None:
-                self.out.notes.append(f"{route_kind} {route_namespace}: {problem}")
-            return ir.WeightedBackend(cluster, backend.weight)
         if not backend.resolved:
             return ir.WeightedBackend(None, backend.weight)
+        if (ref.get("group"), ref.get("kind")) == (ENVOY_GATEWAY_GROUP, "Backend"):
+            # The engine checked the kind, the ReferenceGrant and that the Backend exists.
+            port_ref = ref.get("port")
+            cluster, problem = self._eg_backend_cluster(
+                str(ref["namespace"]),
+                str(ref["name"]),
+                port_ref if isinstance(port_ref, int) else None,
+                traffic,
+            )
+            if cluster is None:
+                self.out.notes.append(f"{route}: {problem}")
+            return ir.WeightedBackend(cluster, backend.weight)
         namespace, name, port = str(ref["namespace"]), str(ref["name"]), int(ref["port"])
         return ir.WeightedBackend(
             self._service_cluster(namespace, name, port, traffic), backend.weight
@@ -611,6 +787,21 @@ class _Builder:
             self.endpoints[base] = ir.ClusterEndpoints(
                 base, self._endpoints(namespace, name, service_port)
             )
+        cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
+        service_endpoints = (
+            (ir.Endpoint(cluster_ip, port),) if cluster_ip and cluster_ip != "None" else ()
+        )
+        return self._with_traffic(base, traffic, service_endpoints)
+
+    def _with_traffic(
+        self,
+        base: str,
+        traffic: eg.TrafficPolicy | None,
+        service_endpoints: tuple[ir.Endpoint, ...] | None,
+    ) -> str:
+        """``base`` with a BackendTrafficPolicy's cluster settings: a cluster of its own
+        (:func:`~controller.ir.policy_cluster_name`). ``service_endpoints``: the Service's
+        cluster IP, for ``routingType: Service`` (None: not a Service, the setting is moot)."""
         if traffic is None or traffic.cluster.empty:
             return base
         settings = traffic.cluster
@@ -630,11 +821,8 @@ class _Builder:
                 max_connection_duration_seconds=settings.max_connection_duration_seconds,
             )
             endpoints = self.endpoints[base].endpoints
-            if settings.routing_to_service:
-                cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
-                endpoints = (
-                    (ir.Endpoint(cluster_ip, port),) if cluster_ip and cluster_ip != "None" else ()
-                )
+            if settings.routing_to_service and service_endpoints is not None:
+                endpoints = service_endpoints
             self.endpoints[cluster] = ir.ClusterEndpoints(cluster, endpoints)
         return cluster
 

@@ -66,6 +66,7 @@ class Provider:
         self.events = 0
         self.expired: dict[str, int] = {}  # plural → how many 410s (resourceVersion too old)
         self.errors = 0  # watch/list failures (connection refused, reset, 5xx): relisted
+        self.listed_at: dict[str, float] = {}  # plural → monotonic time of its last full list
 
     # -------------------------------------------------------------- public
 
@@ -160,6 +161,7 @@ class Provider:
             item.setdefault("kind", info.kind)
         self._replace(info, items, listed=True)
         self.relists += 1
+        self.listed_at[info.plural] = time.monotonic()
         return str((found.get("metadata") or {}).get("resourceVersion", ""))
 
     def _replace(self, info: KindInfo, items: list[KubeObject], *, listed: bool) -> None:

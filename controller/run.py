@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller import gatewayapi_to_ir, translate
+from controller import egpolicy, gatewayapi_to_ir, translate
 from controller import status as status_mod
 from controller.xds import AdsServer
 from kubectl_gw.kube import KubeTarget
@@ -45,6 +45,7 @@ WATCHED_KINDS = (
     "EndpointSlice",
     "Secret",
     "ConfigMap",
+    *egpolicy.POLICY_KINDS,  # the Envoy Gateway kinds migrate emits (absent CRD = none)
 )
 
 ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads

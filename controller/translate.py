@@ -34,6 +34,7 @@ from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
     config_source_pb2,
+    grpc_service_pb2,
     health_check_pb2,
     http_uri_pb2,
     protocol_pb2,
@@ -261,21 +262,94 @@ def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_componen
     if chain.server_names:
         built.filter_chain_match.server_names.extend(chain.server_names)
     if chain.tls is not None:
-        context = tls_pb2.DownstreamTlsContext(
-            common_tls_context=tls_pb2.CommonTlsContext(
-                alpn_protocols=list(chain.tls.alpn),
-                tls_certificate_sds_secret_configs=[
-                    secret_pb2.SdsSecretConfig(name=name, sds_config=_ads())
-                    for name in chain.tls.secrets
-                ],
-            )
-        )
         built.transport_socket.CopyFrom(
-            base_pb2.TransportSocket(name=TLS_TRANSPORT, typed_config=pack(context))
+            base_pb2.TransportSocket(
+                name=TLS_TRANSPORT, typed_config=pack(downstream_tls_context(chain.tls))
+            )
         )
     elif item.protocol == "HTTPS":
         raise ValueError(f"listener {item.name}: HTTPS filter chain {chain.name} without TLS")
     return built
+
+
+_TLS_VERSIONS = {
+    "Auto": common_pb2.TlsParameters.TLS_AUTO,
+    "1.0": common_pb2.TlsParameters.TLSv1_0,
+    "1.1": common_pb2.TlsParameters.TLSv1_1,
+    "1.2": common_pb2.TlsParameters.TLSv1_2,
+    "1.3": common_pb2.TlsParameters.TLSv1_3,
+}
+_SAN_TYPES = {
+    "DNS": common_pb2.SubjectAltNameMatcher.DNS,
+    "EMAIL": common_pb2.SubjectAltNameMatcher.EMAIL,
+    "URI": common_pb2.SubjectAltNameMatcher.URI,
+    "IP_ADDRESS": common_pb2.SubjectAltNameMatcher.IP_ADDRESS,
+    "OTHER_NAME": common_pb2.SubjectAltNameMatcher.OTHER_NAME,
+}
+
+
+def downstream_tls_context(tls: ir.TLSTermination) -> tls_pb2.DownstreamTlsContext:
+    """A filter chain's TLS: its certificates over SDS, the ClientTrafficPolicy's protocol
+    parameters, and client certificate validation (trusted CAs over SDS, the rest inline)."""
+    common = tls_pb2.CommonTlsContext(
+        alpn_protocols=list(tls.alpn),
+        tls_certificate_sds_secret_configs=[
+            secret_pb2.SdsSecretConfig(name=name, sds_config=_ads()) for name in tls.secrets
+        ],
+    )
+    params = common_pb2.TlsParameters(
+        cipher_suites=list(tls.ciphers),
+        ecdh_curves=list(tls.ecdh_curves),
+        signature_algorithms=list(tls.signature_algorithms),
+    )
+    if tls.min_version is not None:
+        params.tls_minimum_protocol_version = _TLS_VERSIONS[tls.min_version]
+    if tls.max_version is not None:
+        params.tls_maximum_protocol_version = _TLS_VERSIONS[tls.max_version]
+    if params.ByteSize() or tls.min_version is not None or tls.max_version is not None:
+        common.tls_params.CopyFrom(params)
+    context = tls_pb2.DownstreamTlsContext(common_tls_context=common)
+    common = context.common_tls_context  # the constructor copied it: edit the copy
+    if tls.session_resumption is not None:
+        stateless, stateful = tls.session_resumption
+        context.disable_stateless_session_resumption = not stateless
+        context.disable_stateful_session_resumption = not stateful
+    check = tls.client_validation
+    if check is not None:
+        validation = common_pb2.CertificateValidationContext(
+            verify_certificate_spki=list(check.spki_hashes),
+            verify_certificate_hash=list(check.certificate_hashes),
+            allow_expired_certificate=check.allow_expired,
+        )
+        for san in check.subject_alt_names:
+            matcher = common_pb2.SubjectAltNameMatcher(
+                san_type=_SAN_TYPES[san.san_type], matcher=_san_string_match(san)
+            )
+            if san.oid:
+                matcher.oid = san.oid
+            validation.match_typed_subject_alt_names.append(matcher)
+        if check.accept_untrusted:
+            validation.trust_chain_verification = (
+                common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
+            )
+        if check.ca_secret is not None:
+            combined = common.combined_validation_context
+            combined.default_validation_context.CopyFrom(validation)
+            combined.validation_context_sds_secret_config.CopyFrom(
+                secret_pb2.SdsSecretConfig(name=check.ca_secret, sds_config=_ads())
+            )
+        else:
+            common.validation_context.CopyFrom(validation)
+        context.require_client_certificate.value = check.require_certificate
+    return context
+
+
+def _san_string_match(san: ir.SanMatch) -> string_pb2.StringMatcher:
+    if san.kind == "Prefix":
+        return string_pb2.StringMatcher(prefix=san.value)
+    if san.kind == "Suffix":
+        return string_pb2.StringMatcher(suffix=san.value)
+    return _string_match(san.kind, san.value)
 
 
 def http_filters(config: ir.RouteConfig) -> list[hcm_pb2.HttpFilter]:
@@ -343,30 +417,44 @@ def http_filters(config: ir.RouteConfig) -> list[hcm_pb2.HttpFilter]:
 
 
 def _ext_authz_filter(auth: ir.ExtAuth) -> ext_authz_pb2.ExtAuthz:
-    path = auth.path_override if auth.path_override is not None else auth.path_prefix
-    service = ext_authz_pb2.HttpService(
-        server_uri=http_uri_pb2.HttpUri(
-            uri=f"http://{auth.authority}{path}",
-            cluster=auth.cluster,
-            timeout=_duration(auth.timeout_seconds),
-        ),
-        path_prefix=auth.path_prefix if auth.path_override is None else "",
-    )
-    if auth.headers_to_backend:
-        service.authorization_response.allowed_upstream_headers.patterns.extend(
-            string_pb2.StringMatcher(exact=h, ignore_case=True) for h in auth.headers_to_backend
-        )
-    if auth.path_override is not None:
-        _set_raw_string(service, _HTTP_SERVICE_PATH_OVERRIDE_FIELD, auth.path_override)
     config = ext_authz_pb2.ExtAuthz(
-        http_service=service,
         transport_api_version=config_source_pb2.V3,
         failure_mode_allow=auth.fail_open,
     )
+    if auth.grpc:
+        config.grpc_service.CopyFrom(
+            grpc_service_pb2.GrpcService(
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+                    cluster_name=auth.cluster, authority=auth.authority
+                ),
+                timeout=_duration(auth.timeout_seconds),
+            )
+        )
+    else:
+        path = auth.path_override if auth.path_override is not None else auth.path_prefix
+        service = ext_authz_pb2.HttpService(
+            server_uri=http_uri_pb2.HttpUri(
+                uri=f"http://{auth.authority}{path}",
+                cluster=auth.cluster,
+                timeout=_duration(auth.timeout_seconds),
+            ),
+            path_prefix=auth.path_prefix if auth.path_override is None else "",
+        )
+        if auth.headers_to_backend:
+            service.authorization_response.allowed_upstream_headers.patterns.extend(
+                string_pb2.StringMatcher(exact=h, ignore_case=True) for h in auth.headers_to_backend
+            )
+        if auth.path_override is not None:
+            _set_raw_string(service, _HTTP_SERVICE_PATH_OVERRIDE_FIELD, auth.path_override)
+        config.http_service.CopyFrom(service)
     if auth.headers_to_ext_auth:
         config.allowed_headers.patterns.extend(
             string_pb2.StringMatcher(exact=h, ignore_case=True) for h in auth.headers_to_ext_auth
         )
+    if auth.status_on_error is not None:
+        config.status_on_error.code = auth.status_on_error
+    if auth.body_bytes is not None:
+        config.with_request_body.max_request_bytes = min(auth.body_bytes, _UINT32_MAX)
     return config
 
 
@@ -937,6 +1025,9 @@ def secret_message(item: ir.Secret) -> secret_pb2.Secret:
     message = secret_pb2.Secret(name=item.name)
     if item.ca:
         message.validation_context.trusted_ca.inline_string = item.ca
+        if item.crl:
+            message.validation_context.crl.inline_string = item.crl
+            message.validation_context.only_verify_leaf_cert_crl = item.only_verify_leaf_crl
     else:
         message.tls_certificate.certificate_chain.inline_string = item.certificate_chain
         message.tls_certificate.private_key.inline_string = item.private_key

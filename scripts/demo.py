@@ -5,12 +5,14 @@
 1. a test cluster: etcd + kube-apiserver with the Gateway API and Envoy Gateway CRDs;
 2. the ingress-nginx example (``examples/ingress-nginx``): Services and Ingresses applied; no
    kubelet runs, so each Service gets a real echo backend (in a private network namespace) and
-   an EndpointSlice pointing at it, as the EndpointSlice controller would;
+   an EndpointSlice pointing at it, as the EndpointSlice controller would; an ``auth`` Service
+   (an echo backend: 200 = allowed) for the api Ingress's ``auth-url``; self-signed
+   certificates for the Ingresses' TLS Secrets;
 3. ``kubectl gw migrate -A --apply --gateway-class kubectl-gw-demo``;
 4. a GatewayClass for our controller and ``kubectl gw controller run`` (in this process) with
    its own Envoy, Gateway port P on 127.0.0.1:P+offset;
-5. requests through Envoy for every host/path of the Ingresses: which backend answered, and
-   the path it saw;
+5. requests through Envoy (HTTP and HTTPS with SNI): the status, which backend answered and
+   the path it saw, next to what the Ingress meant;
 6. everything torn down (controller, Envoy, backends, network namespace, cluster).
 
 Needs root (the network namespace) and the cached test binaries (``python -m
@@ -19,12 +21,22 @@ tests.realparts.bins ensure``); exits 1 with one line if a part cannot start.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
+import http.client
+import json
+import os
+import socket
+import ssl
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # no fork() notices from gRPC
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,6 +73,69 @@ def endpoint_slice(service: dict[str, Any], backend: Any) -> dict[str, Any]:
     }
 
 
+def tls_secret(namespace: str, name: str, hosts: list[str]) -> dict[str, Any]:
+    """A self-signed certificate for ``hosts`` (the Ingresses' TLS secrets are not examples)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+            "tls.key": base64.b64encode(pem_key).decode(),
+        },
+    }
+
+
+def get(
+    port: int, host: str, path: str, *, tls: bool, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """GET through Envoy on 127.0.0.1:port with SNI/Host ``host``: status, backend, detail."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the demo's self-signed certificates
+        sock = context.wrap_socket(sock, server_hostname=host)
+    conn = http.client.HTTPConnection(host)
+    conn.sock = sock
+    try:
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status == 200 and body.startswith(b"{"):
+        seen = json.loads(body)
+        return response.status, str(seen.get("backend")), f"path seen {seen.get('path')}"
+    location = response.getheader("location")
+    return response.status, "", f"location {location}" if location else ""
+
+
 def main() -> int:
     from controller.run import Controller, ControllerConfig
     from kubectl_gw import cli, kube
@@ -92,6 +167,16 @@ def main() -> int:
             h.apply(cluster, dict(obj))
         ingresses = [o for o in objects if o["kind"] == "Ingress"]
         services = [dict(o) for o in objects if o["kind"] == "Service"]
+        # The api Ingress asks http://auth.shop.svc.cluster.local/verify before each request
+        # (auth-url); an echo backend answers 200 there, i.e. lets every request through.
+        auth = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "auth", "namespace": "shop"},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }
+        h.apply(cluster, auth)
+        services.append(auth)
         say(
             f"applied {EXAMPLE.relative_to(ROOT)}: "
             f"{len(ingresses)} Ingresses, {len(services)} Services"
@@ -106,6 +191,11 @@ def main() -> int:
             stack.callback(backend.stop)
             h.apply(cluster, endpoint_slice(service, backend))
         say(f"one echo backend per Service in {network.describe()}, as EndpointSlices")
+        for ingress in ingresses:
+            for tls in ingress["spec"].get("tls") or []:
+                ns = ingress["metadata"]["namespace"]
+                h.apply(cluster, tls_secret(ns, tls["secretName"], list(tls["hosts"])))
+        say("self-signed certificates for the Ingresses' TLS secrets")
 
         say(f"$ kubectl gw migrate -A --apply --gateway-class {CLASS}")
         code = cli.run(
@@ -139,29 +229,29 @@ def main() -> int:
             f"--port-offset {offset}"
         )
 
-        address = ("127.0.0.1", 80 + offset)
-        checks: list[tuple[str, str, str]] = []
-        for ingress in ingresses:
-            for rule in ingress["spec"].get("rules") or []:
-                for path in (rule.get("http") or {}).get("paths") or []:
-                    value = path.get("path", "/")
-                    if any(c in value for c in "()[]*+?$^"):
-                        value = "/"
-                    service = path["backend"].get("service", {}).get("name", "?")
-                    checks.append((rule.get("host", "*"), value, service))
+        http_port, https_port = 80 + offset, 443 + offset
         h.wait_for(
-            lambda: h.request(address, checks[0][0], checks[0][1]).status not in (0, 404),
+            lambda: get(https_port, "shop.example.com", "/", tls=True)[0] == 200,
             30,
             "Envoy to serve the migrated routes",
         )
-        say(f"requests through Envoy on 127.0.0.1:{80 + offset} (port 80):")
-        for host, path, service in sorted(set(checks)):
-            answer = h.request(address, host, path)
-            where = f"backend {answer.backend}" if answer.backend else "no backend"
-            print(
-                f"    GET http://{host}{path:<14} → {answer.status} {where:<28} "
-                f"(Ingress: {service})"
-            )
+        say(f"requests through Envoy (port 80 on :{http_port}, 443 on :{https_port}):")
+        requests: list[tuple[str, str, bool, dict[str, str], str]] = [
+            ("shop.example.com", "/", False, {}, "ssl-redirect: 308 to https"),
+            ("shop.example.com", "/", True, {}, "storefront (10 % canary)"),
+            ("shop.example.com", "/", True, {"Cookie": "beta=always"}, "canary by cookie"),
+            ("shop.example.com", "/checkout", True, {}, "storefront, Exact"),
+            ("www.shop.example.com", "/", True, {}, "storefront"),
+            ("shop.example.com", "/api/v1/items", True, {}, "api, rewrite-target /$2"),
+            ("docs.example.com", "/v1/intro", False, {}, "docs"),
+        ]
+        for host, path, tls, headers, meaning in requests:
+            status, backend, detail = get(https_port if tls else http_port, host, path, tls=tls,
+                                          headers=headers)  # fmt: skip
+            url = f"{'https' if tls else 'http'}://{host}{path}"
+            extra = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
+            print(f"    curl {url} {extra}".rstrip())
+            print(f"      → {status} {backend or '-'} {detail}   [Ingress: {meaning}]")
     say("torn down: controller, Envoy, backends, network namespace, cluster")
     return 0
 

@@ -119,12 +119,16 @@ def tls_request(
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> tuple[Answer, bytes]:
     """One HTTPS request to ``127.0.0.1:port`` with SNI ``sni`` (default: ``host``); the answer
-    and the DER certificate the server presented (not verified: tests check it themselves)."""
+    and the DER certificate the server presented (not verified: tests check it themselves).
+    ``client_cert``: (certificate PEM file, key PEM file) to present when the server asks."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     wrapped = context.wrap_socket(raw, server_hostname=sni or host)
     certificate = wrapped.getpeercert(binary_form=True) or b""

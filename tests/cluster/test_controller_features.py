@@ -15,14 +15,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from controller import gatewayapi_to_ir
 from tests.cluster.controller_harness import EG, GW, Running, start_controller, wait_for
 from tests.realparts import facts
-from tests.realparts.backends import EchoBackend, register_service, start_backends, stop_backends
+from tests.realparts.backends import (
+    EchoBackend,
+    next_loopback_address,
+    register_service,
+    start_backends,
+    stop_backends,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.envoy]
 
@@ -783,3 +791,155 @@ def test_eg_request_buffer_limit_gives_413(stage: Stage) -> None:
     )
     small = stage.running.request("/", host=host, method="POST", body=b"y" * 512)
     assert small.json()["body_bytes"] == 512
+
+
+class _GrpcAuthz:
+    """An Envoy ext_authz gRPC service on a loopback address: allows requests carrying
+    ``x-allow: yes`` (and tells Envoy to add ``x-auth-user``), denies the others with 403."""
+
+    def __init__(self) -> None:
+        import grpc
+        from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+        self.checks: list[Any] = []
+        self.address = next_loopback_address()
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(_Servicer(self), self.server)
+        self.port = self.server.add_insecure_port(f"{self.address}:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+class _Servicer:
+    def __init__(self, owner: _GrpcAuthz) -> None:
+        self.owner = owner
+
+    def Check(self, request: Any, context: Any) -> Any:  # noqa: N802  (the gRPC method name)
+        from envoy.config.core.v3 import base_pb2
+        from envoy.service.auth.v3 import external_auth_pb2
+        from envoy.type.v3 import http_status_pb2
+        from google.rpc import code_pb2, status_pb2
+
+        http = request.attributes.request.http
+        self.owner.checks.append(http)
+        if http.headers.get("x-allow") == "yes":
+            return external_auth_pb2.CheckResponse(
+                status=status_pb2.Status(code=code_pb2.OK),
+                ok_response=external_auth_pb2.OkHttpResponse(
+                    headers=[
+                        base_pb2.HeaderValueOption(
+                            header=base_pb2.HeaderValue(key="x-auth-user", value="grpc-alice")
+                        )
+                    ]
+                ),
+            )
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
+            denied_response=external_auth_pb2.DeniedHttpResponse(
+                status=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden),
+                body="denied by grpc",
+            ),
+        )
+
+
+def _eg_backend(stage: Stage, name: str, address: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": EG,
+        "kind": "Backend",
+        "metadata": {"name": name, "namespace": stage.namespace},
+        "spec": {"endpoints": [{"ip": {"address": address, "port": port}}]},
+    }
+
+
+def test_eg_ext_auth_grpc_to_a_backend_kind(stage: Stage) -> None:
+    authz = _GrpcAuthz()
+    echo = start_backends(["grpc-protected"])
+    with socket.socket() as probe:  # a loopback port nobody listens on: the service is down
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    try:
+        backend_ref = {"group": "gateway.envoyproxy.io", "kind": "Backend"}
+        stage.running.apply(
+            _eg_backend(stage, "grpc-authz", authz.address, authz.port),
+            _eg_backend(stage, "grpc-protected", echo[0].address, echo[0].port),
+            _eg_backend(stage, "grpc-authz-down", "127.0.0.1", dead_port),
+        )
+        host = stage.route(
+            "grpcauth",
+            [
+                {
+                    "name": name,
+                    "matches": _prefix(f"/{name}"),
+                    "backendRefs": [{**backend_ref, "name": "grpc-protected"}],
+                }
+                for name in ("checked", "down")
+            ],
+        )
+        stage.running.wait_status("/checked", host)  # the Backend kind is served
+
+        def ext(section: str, backend: str, **extra: Any) -> None:
+            stage.policy(
+                "SecurityPolicy",
+                f"grpcauth-{section}",
+                "grpcauth",
+                section,
+                {"extAuth": {"grpc": {"backendRefs": [{**backend_ref, "name": backend}]}, **extra}},
+            )
+
+        ext("checked", "grpc-authz")
+        ext("down", "grpc-authz-down", statusOnError=503)
+        denied = stage.running.wait_status("/checked/x", host, 403)
+        assert denied.body == b"denied by grpc"
+        marker = f"/checked/{time.monotonic_ns()}"
+        before = len(echo[0].requests)
+        assert stage.running.request(marker, host=host).status == 403
+        assert len(echo[0].requests) == before, "denied yet forwarded"
+        allowed = stage.running.request(marker, host=host, headers={"X-Allow": "yes"})
+        assert allowed.backend == "grpc-protected"
+        seen = echo[0].requests[-1]
+        assert (seen["path"], seen["headers"]["x-auth-user"]) == (marker, "grpc-alice")
+        check = authz.checks[-1]
+        assert (check.path, check.host, check.headers["x-allow"]) == (marker, host, "yes")
+        stage.running.wait_status("/down/y", host, 503)  # the service cannot be reached
+        assert not [r for r in echo[0].requests if r["path"].startswith("/down")]
+        facts.record(f"controller features: gRPC ext_authz answered {len(authz.checks)} checks")
+    finally:
+        authz.stop()
+        stop_backends(echo)
+
+
+def test_eg_backend_fqdn(stage: Stage) -> None:
+    """A Backend with an ``fqdn`` endpoint (``localhost``, a loopback echo): a STRICT_DNS
+    cluster when ``SERVE_DNS_BACKENDS`` is on; until then the rule fails closed with a 500 and
+    the rest of the route is unaffected."""
+    echo = EchoBackend.start("by-fqdn", "127.0.0.1")
+    try:
+        stage.running.apply(
+            {
+                "apiVersion": EG,
+                "kind": "Backend",
+                "metadata": {"name": "by-fqdn", "namespace": stage.namespace},
+                "spec": {"endpoints": [{"fqdn": {"hostname": "localhost", "port": echo.port}}]},
+            }
+        )
+        backend_ref = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "by-fqdn"}
+        host = stage.route(
+            "fqdn",
+            [
+                {"matches": _prefix("/dns"), "backendRefs": [backend_ref]},
+                {"matches": _prefix("/"), "backendRefs": [_ref("b")]},
+            ],
+        )
+        stage.running.wait_status("/", host)
+        if gatewayapi_to_ir.SERVE_DNS_BACKENDS:
+            answer = stage.running.wait_status("/dns/x", host)
+            assert answer.backend == "by-fqdn"
+            assert echo.requests[-1]["path"] == "/dns/x"
+        else:
+            assert stage.running.request("/dns/x", host=host).status == 500
+            assert not echo.requests
+        assert stage.running.request("/other", host=host).backend == "b"
+    finally:
+        echo.stop()

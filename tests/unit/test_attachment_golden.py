@@ -61,6 +61,7 @@ VERDICTS: dict[str, list[tuple[str, int, bool, str]]] = {
         ("HTTPRoute apps/b-second", 0, True, "Accepted"),
     ],
     "backend-refs": [("HTTPRoute apps/backends", 0, True, "Accepted")],
+    "eg-backend-refs": [("HTTPRoute apps/backends", 0, True, "Accepted")],
     "missing-parents": [
         ("HTTPRoute apps/missing-gateway", 0, False, "NoMatchingParent"),
         ("HTTPRoute apps/missing-listenerset", 0, False, "NoMatchingParent"),
@@ -165,6 +166,23 @@ def test_backend_reasons() -> None:
     refs = route.parents[0].conditions[1]
     assert (refs.type, refs.status, refs.reason) == ("ResolvedRefs", "False", "RefNotPermitted")
     assert route.parents[0].accepted  # Accepted can be True while ResolvedRefs is False
+
+
+def test_envoy_gateway_backend_reasons() -> None:
+    result, _ = _compute("eg-backend-refs")
+    route = result.routes[0]
+    got = [(b.ref["name"], b.ref["namespace"], b.resolved, b.reason) for b in route.backends]
+    assert got == [
+        ("local", "apps", True, "ResolvedRefs"),
+        ("missing", "apps", False, "BackendNotFound"),
+        ("shared", "external", True, "ResolvedRefs"),  # granted for the Backend kind
+        ("private", "external", False, "RefNotPermitted"),  # granted as a Service only
+        ("local", "apps", False, "InvalidKind"),  # a Backend of another group
+    ]
+    refs = route.parents[0].conditions[1]
+    assert (refs.type, refs.status) == ("ResolvedRefs", "False")
+    no_backends, _ = _compute("backend-refs")
+    assert not any("Backends (gateway.envoyproxy.io)" in n for n in no_backends.notes)
 
 
 def test_conflicts() -> None:
