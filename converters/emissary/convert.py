@@ -9,8 +9,9 @@
 4. form canary groups (one rule each, Emissary's weight rule) and routes (one per namespace,
    hostnames and listeners; 16 rules each), in Emissary's order, and report where Gateway API's
    precedence would order them differently;
-5. plan Gateways (``converters.layout``), add TCP/TLS listeners for TCPMappings, render the routes
-   and the policies, the ReferenceGrants, and the report.
+5. plan Gateways and listeners (``converters.layout``, which also plans the TCP and TLS
+   listeners of TCPMappings and maps container ports), render the routes and the policies, the
+   ReferenceGrants, and the report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from converters import naming
 from converters.api import MigrateOptions
 from converters.emissary import fields, globals_, groups, listeners, tcp
 from converters.emissary.fields import FieldContext, Refs, RuleParts
-from converters.emissary.hosts import HostIR, associated, parse_host, parse_tlscontext
+from converters.emissary.hosts import HostIndex, HostIR, parse_host, parse_tlscontext
 from converters.emissary.matching import (
     HEADER_NAME,
     METHODS,
@@ -45,6 +46,7 @@ from converters.layout import (
     LayoutOptions,
     ListenerKey,
     ListenerNeed,
+    SecretRef,
     need,
     plan,
 )
@@ -137,7 +139,13 @@ class _Run:
     ) -> None:
         self.options = options
         self.eg = options.target == "envoy-gateway"
-        self.port_map = dict(extra.port_map)
+        self.layout_options = LayoutOptions(
+            options.gateway_class,
+            options.gateway_namespace,
+            options.gateway,
+            options.gateway_per_namespace,
+            port_map=extra.port_map,
+        )
         self.report = Report()
         self.gathered = gather(objects, self.report, options.ambassador_id)
         self.sources = self.gathered.resources
@@ -148,8 +156,10 @@ class _Run:
         self.module: Src | None = None
         self.config: dict[str, Any] = {}
         self.amb_ns: str | None = None
-        self.http_port = 80
+        self.http_port = 80  # the ports needs ask for (container ports; layout maps them)
         self.https_port = 443
+        self.host_index = HostIndex([])
+        self.certs_by_host: dict[str, list[SecretRef]] = {}
         self.backend_tls: dict[tuple[str, str], tuple[dict[str, Any], list[Src]]] = {}
         self.backends: dict[tuple[str, str, int], list[Src]] = {}
         self.auth: globals_.AuthPlan | None = None
@@ -165,11 +175,19 @@ class _Run:
         self.module, self.config = globals_.module(by_kind["Module"])
         if self.module is not None:
             self.amb_ns = self.module.namespace
-        self.http_port, self.https_port = listeners.ports(by_kind["Listener"], self.port_map)
+        self.http_port, self.https_port = listeners.ports(
+            by_kind["Listener"], self.layout_options.listener_port
+        )
         contexts = {(c.namespace, c.name): parse_tlscontext(c) for c in by_kind["TLSContext"]}
         hosts = [parse_host(h, contexts) for h in by_kind["Host"]]
         if not hosts:
             hosts = [listeners.default_host()]
+        self.host_index = HostIndex(hosts)
+        by_host: dict[str, set[SecretRef]] = defaultdict(set)
+        for h in hosts:
+            if h.cert:
+                by_host[h.gw_host or ""].add(h.cert)
+        self.certs_by_host = {host: sorted(certs) for host, certs in by_host.items()}
         self.auth = globals_.auth_plan(by_kind["AuthService"], self.eg)
         globals_.ratelimit(by_kind["RateLimitService"])
         mappings = [m for m in (self._mapping(s, hosts) for s in by_kind["Mapping"]) if m]
@@ -177,30 +195,24 @@ class _Run:
         routes = self._routes(grouped)
         routes += self._redirect_routes(hosts)
         tcp_plan = tcp.plan_tcp(
-            by_kind["TCPMapping"], hosts, contexts, self.port_map, self._service, self.options
+            by_kind["TCPMapping"],
+            self.host_index,
+            contexts,
+            self.layout_options.listener_port,
+            self._service,
+            self.options,
         )
         needs: list[ListenerNeed] = []
         for route in routes:
-            needs.extend(self._needs_of(route, hosts))
-        needs.extend(tcp_plan.tls_needs)
-        layout = plan(
-            needs,
-            LayoutOptions(
-                self.options.gateway_class,
-                self.options.gateway_namespace,
-                self.options.gateway,
-                self.options.gateway_per_namespace,
-            ),
-            self.grants,
-        )
+            needs.extend(self._needs_of(route))
+        needs.extend(tcp_plan.needs)
+        layout = plan(needs, self.layout_options, self.grants)
         self.out.extend(layout.objects)
         self._name(routes)
         for route in routes:
             self._render(route, layout.parents)
-        tcp.render_tcp(tcp_plan, layout, self.options, self.grants, self.out)
-        listeners.host_tls_policies(
-            hosts, layout, self.https_port, self.options, self.eg, self.out, self.grants
-        )
+        tcp.render_tcp(tcp_plan, layout, self.grants, self.out)
+        listeners.host_tls_policies(hosts, layout, self.https_port, self.eg, self.out, self.grants)
         gateways = [o for o in self.out if o["kind"] == "Gateway"]
         if self.eg and routes and self.options.gateway is None:
             globals_.gateway_defaults(gateways, self.module, self.config, self.out)
@@ -213,11 +225,10 @@ class _Run:
         self.out.extend(self.grants.render())
         for c in contexts.values():
             listeners.report_tlscontext(c, self.eg)
+        host_outputs = listeners.listener_outputs(layout, (self.https_port, self.http_port))
         for h in hosts:
             if not h.synthetic:
-                h.src.outputs.extend(
-                    listeners.host_outputs(h, layout, self.https_port, self.http_port, self.options)
-                )
+                h.src.outputs.extend(host_outputs.get(h.gw_host or "", []))
         if self.module is not None:
             globals_.report_module(self.module, self.config, self.eg)
         emitted = {ObjectRef.of(o) for o in self.out}
@@ -373,7 +384,7 @@ class _Run:
                     )
                 if glob != "*":
                     header_len += len(":authority") + len(glob)
-            hosts_for = associated(hosts, glob, False, src.labels)
+            hosts_for = self.host_index.associated(glob, False, src.labels)
             if "host_regex" in spec:
                 src.note("host_regex", "converted", "false: host is an exact hostname")
         if not hosts_for:
@@ -801,17 +812,15 @@ class _Run:
                 )
         return out
 
-    def _needs_of(self, route: Route, hosts: list[HostIR]) -> list[ListenerNeed]:
+    def _needs_of(self, route: Route) -> list[ListenerNeed]:
         needs = []
         sources = [m.src.ref for g in route.groups for m in g.members]
         if route.redirect_host is not None:
             sources = [route.redirect_host.src.ref]
         for key in route.keys:
-            certs = []
+            certs: list[SecretRef] = []
             if key.protocol == "HTTPS":
-                certs = sorted(
-                    {h.cert for h in hosts if h.cert and (h.gw_host or "") == key.hostname}
-                )
+                certs = self.certs_by_host.get(key.hostname, [])
             needs.append(
                 need(
                     key.cls,

@@ -217,21 +217,49 @@ def parse_host(src: Src, contexts: dict[tuple[str, str], TLSContextIR]) -> HostI
     return host
 
 
-def associated(
-    hosts: list[HostIR], glob: str | None, host_regex: bool, labels: dict[str, str]
-) -> list[HostIR]:
-    out = []
-    for host in hosts:
-        has_hostname = host_regex or bool(glob)
+def _exact(glob: str) -> bool:
+    """A glob without wildcard (and without a leading dot): compatible only with itself and
+    with the Hosts whose hostname has a wildcard."""
+    return bool(glob) and glob[0] not in "*." and glob[-1] != "*"
+
+
+class HostIndex:
+    """The Hosts, indexed for association: a Mapping with an exact hostname looks up the Hosts
+    of that hostname and checks only the wildcard ones, instead of every Host."""
+
+    def __init__(self, hosts: list[HostIR]) -> None:
+        self.hosts = hosts
+        self._exact: dict[str, list[int]] = {}
+        self._other: list[int] = []  # wildcard, empty or dotted hostnames
+        self._selected: list[int] = []  # Hosts with a mappingSelector
+        for i, host in enumerate(hosts):
+            if _exact(host.hostname):
+                self._exact.setdefault(host.hostname, []).append(i)
+            else:
+                self._other.append(i)
+            if host.selector is not None:
+                self._selected.append(i)
+
+    def compatible(self, glob: str) -> list[HostIR]:
+        """The Hosts whose hostname glob is compatible with ``glob``, in Host order."""
+        if not _exact(glob):
+            return [h for h in self.hosts if glob_compatible(h.hostname, glob)]
+        found = list(self._exact.get(glob, ()))
+        found += [i for i in self._other if glob_compatible(self.hosts[i].hostname, glob)]
+        return [self.hosts[i] for i in sorted(found)]
+
+    def associated(
+        self, glob: str | None, host_regex: bool, labels: dict[str, str]
+    ) -> list[HostIR]:
+        """The Hosts a Mapping associates with (see the module docstring)."""
         if host_regex:
-            host_match = True
+            candidates = self.hosts  # every hostname matches; selectors still apply
+        elif not glob:
+            candidates = [self.hosts[i] for i in self._selected]  # only selectors can match
         else:
-            host_match = bool(glob) and glob_compatible(host.hostname, str(glob))
-        if host.selector is not None:
-            sel_match = all(labels.get(k) == v for k, v in host.selector.items())
-            ok = (host_match and sel_match) if has_hostname else sel_match
-        else:
-            ok = host_match
-        if ok:
-            out.append(host)
-    return out
+            candidates = self.compatible(str(glob))
+        return [
+            h
+            for h in candidates
+            if h.selector is None or all(labels.get(k) == v for k, v in h.selector.items())
+        ]

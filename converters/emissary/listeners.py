@@ -1,28 +1,31 @@
-"""Listeners and ports, and what ``converters.layout`` does not do yet for Emissary.
+"""Listeners and ports, Hosts' listener outputs and TLS parameters.
 
 - Emissary's Listeners bind *container* ports (the chart's 8080/8443, behind a Service mapping
-  80→8080 and 443→8443); Gateway listeners use the externally visible ports, so 8080→80 and
-  8443→443 by default (``EmissaryOptions.port_map`` overrides it).
+  80→8080 and 443→8443). Needs ask for those ports and ``converters.layout`` maps them to the
+  Gateway listener ports (``LayoutOptions.port_map``: 8080→80 and 8443→443 by default,
+  ``EmissaryOptions.port_map`` overrides it).
 - With no Host at all, Emissary synthesises a cleartext ``*`` Host (``default_host``).
 - Host TLS parameters (versions, ciphers, curves, ALPN, client certificates) → an Envoy Gateway
-  ClientTrafficPolicy on the HTTPS listener (layout has no TLS options).
+  ClientTrafficPolicy on each HTTPS listener that serves the Host (``Layout.listeners_for``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from converters import naming
-from converters.api import MigrateOptions
 from converters.emissary.hosts import ALPN, TLS_VERSIONS, HostIR, TLSContextIR, secret_ref
 from converters.emissary.model import EG_API_VERSION, Src
-from converters.layout import GrantNeed, Grants, Layout, ListenerKey
+from converters.layout import GrantNeed, Grants, Layout, ListenerRef
 from converters.provenance import stamp
-from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject, ObjectRef
+from kubectl_gw.model import ENVOY_GATEWAY_GROUP, KubeObject, ObjectRef
 
 
-def ports(items: list[Src], port_map: dict[int, int]) -> tuple[int, int]:
+def ports(items: list[Src], listener_port: Callable[[int], int]) -> tuple[int, int]:
+    """The (HTTP, HTTPS) ports the needs ask for: the Listeners' container ports (80 and 443
+    when there is no such Listener); ``listener_port`` says what the Gateway listens on."""
     http_port, https_port = 80, 443
     seen: dict[str, Src] = {}
     for src in items:
@@ -40,7 +43,7 @@ def ports(items: list[Src], port_map: dict[int, int]) -> tuple[int, int]:
         if not isinstance(port, int):
             src.error("port", "port must be an integer")
             continue
-        mapped = port_map.get(port, port)
+        mapped = listener_port(port)
         family = (
             "https"
             if protocol in ("HTTPS", "HTTPSPROXY")
@@ -56,9 +59,9 @@ def ports(items: list[Src], port_map: dict[int, int]) -> tuple[int, int]:
         elif family:
             seen[family] = src
             if family == "http":
-                http_port = mapped
+                http_port = port
             else:
-                https_port = mapped
+                https_port = port
             how = (
                 f"container port {port} → Gateway listener port {mapped} (the Emissary "
                 f"Service maps {mapped}→{port})"
@@ -137,52 +140,33 @@ def default_host() -> HostIR:
     return HostIR(src, "*", None, None, None, action="Route", synthetic=True)
 
 
-def _find_listener(objects: list[KubeObject], parent: dict[str, Any]) -> dict[str, Any] | None:
-    for obj in objects:
-        meta = obj["metadata"]
-        if (
-            obj["kind"] == parent["kind"]
-            and meta["name"] == parent["name"]
-            and meta.get("namespace") == parent["namespace"]
-        ):
-            for lis in obj["spec"]["listeners"]:
-                if lis["name"] == parent.get("sectionName"):
-                    return lis  # type: ignore[no-any-return]
-    return None
-
-
-def host_outputs(
-    h: HostIR, layout: Layout, https_port: int, http_port: int, options: MigrateOptions
-) -> list[ObjectRef]:
-    outs: list[ObjectRef] = []
+def listener_outputs(layout: Layout, ports: Iterable[int]) -> dict[str, list[ObjectRef]]:
+    """Hostname ("" = catch-all) → the objects its listeners on ``ports`` became, in planning
+    order: built once, so each Host's outputs are a lookup."""
+    wanted = set(ports)
+    found: dict[str, dict[ObjectRef, None]] = defaultdict(dict)
     for key, refs in layout.outputs.items():
-        if key.hostname == (h.gw_host or "") and key.port in (https_port, http_port):
-            for r in refs:
-                if r not in outs:
-                    outs.append(r)
-    return outs
+        if key.port in wanted:
+            found[key.hostname].update(dict.fromkeys(refs))
+    return {host: list(refs) for host, refs in found.items()}
 
 
 def host_tls_policies(
     hosts: list[HostIR],
     layout: Layout,
     https_port: int,
-    options: MigrateOptions,
     eg: bool,
     out: list[KubeObject],
     grants: Grants,
 ) -> None:
-    """One ClientTrafficPolicy per HTTPS listener whose Hosts carry TLS parameters."""
-    by_parent: dict[tuple[str, str, str, str], list[HostIR]] = defaultdict(list)
+    """One ClientTrafficPolicy per HTTPS listener whose Hosts carry TLS parameters (in the
+    per-namespace layout a Host's hostname may have a listener in several Gateways)."""
+    by_listener: dict[ListenerRef, list[HostIR]] = defaultdict(list)
     for h in hosts:
         if not h.tls_options or h.tls_source is None:
             continue
         src = h.tls_source
-        keys = [
-            k
-            for k in layout.parents
-            if k.protocol == "HTTPS" and k.hostname == (h.gw_host or "") and k.port == https_port
-        ]
+        found = layout.listeners_for(h.gw_host or "", "HTTPS", https_port)
         if not eg:
             for opt in h.tls_options:
                 src.note(
@@ -193,10 +177,9 @@ def host_tls_policies(
                     [],
                 )
             continue
-        if not keys:
+        if not found:
             continue
-        parent = layout.parent(keys[0])
-        if "sectionName" not in parent:
+        if any(not lis.section for lis in found):
             for opt in h.tls_options:
                 src.note(
                     _opt_key(h, opt),
@@ -205,10 +188,10 @@ def host_tls_policies(
                     [],
                 )
             continue
-        by_parent[
-            (parent["kind"], parent["namespace"], parent["name"], parent["sectionName"])
-        ].append(h)
-    for (kind, ns, name, section), items in sorted(by_parent.items()):
+        for lis in found:
+            by_listener[lis].append(h)
+    for lis, items in sorted(by_listener.items()):
+        ns, name, section = lis.namespace, lis.name, lis.section
         tls: dict[str, Any] = {}
         client: dict[str, Any] = {}
         first = items[0]
@@ -293,9 +276,7 @@ def host_tls_policies(
             "kind": "ClientTrafficPolicy",
             "metadata": {"name": policy_name, "namespace": ns},
             "spec": {
-                "targetRefs": [
-                    {"group": GATEWAY_GROUP, "kind": kind, "name": name, "sectionName": section}
-                ],
+                "targetRefs": [lis.target_ref()],
                 "tls": tls,
             },
         }
@@ -337,34 +318,3 @@ def report_tlscontext(c: TLSContextIR, eg: bool) -> None:
         if key in src.spec and not src.claimed(key):
             status = "unsupported" if key.endswith("_file") else "converted"
             src.note(key, status, message, [] if status != "converted" else None)  # type: ignore[arg-type]
-
-
-def tcp_listener(
-    name: str, port: int, protocol: str, namespaces: set[str], gw_namespace: str
-) -> dict[str, Any]:
-    allowed: dict[str, Any]
-    if namespaces == {gw_namespace}:
-        allowed = {"namespaces": {"from": "Same"}}
-    else:
-        allowed = {
-            "namespaces": {
-                "from": "Selector",
-                "selector": {
-                    "matchExpressions": [
-                        {
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "In",
-                            "values": sorted(namespaces),
-                        }
-                    ]
-                },
-            }
-        }
-    return {"name": name, "port": port, "protocol": protocol, "allowedRoutes": allowed}
-
-
-def find_listener(objects: list[KubeObject], parent: dict[str, Any]) -> dict[str, Any] | None:
-    return _find_listener(objects, parent)
-
-
-__all__ = ["ListenerKey", "find_listener", "tcp_listener"]

@@ -6,24 +6,23 @@ a ``TLS`` listener in ``Terminate`` mode for that hostname, with the certificate
 hostname glob matches (else a TLSContext listing the host), and a TLSRoute. TCPMappings that share
 port and host form one weighted group (Emissary's weight rule).
 
-``converters.layout`` plans TLS listeners only in Passthrough mode and no TCP listeners, so this
-module plans the TLS listener through layout and switches it to Terminate with the certificate,
-and adds the TCP listeners itself.
+Both listeners are planned by ``converters.layout`` (``TCP`` needs, and ``TLS`` needs with a
+certificate): it maps the container port, counts them toward a Gateway's 64 listeners, refuses a
+TCP listener on a port another protocol uses, and says what an existing Gateway must have.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from converters import naming
 from converters.api import MigrateOptions
 from converters.emissary import groups
-from converters.emissary.hosts import HostIR, TLSContextIR
-from converters.emissary.listeners import find_listener, tcp_listener
-from converters.emissary.matching import glob_compatible, gw_hostname
+from converters.emissary.hosts import HostIndex, TLSContextIR
+from converters.emissary.matching import gw_hostname
 from converters.emissary.model import Src
 from converters.emissary.service import ServiceError, Target
 from converters.layout import (
@@ -50,6 +49,7 @@ IGNORED = {
 @dataclass
 class TCPGroup:
     port: int  # the Gateway listener port
+    asked: int  # the (container) port the need asks for; layout maps it to ``port``
     host: str | None
     members: list[tuple[Src, Target]]
     cert: SecretRef | None = None
@@ -60,18 +60,19 @@ class TCPGroup:
 @dataclass
 class TCPPlan:
     groups: list[TCPGroup] = field(default_factory=list)
-    tls_needs: list[ListenerNeed] = field(default_factory=list)
+    needs: list[ListenerNeed] = field(default_factory=list)  # TCP and TLS (Terminate)
 
 
 def plan_tcp(
     items: list[Src],
-    hosts: list[HostIR],
+    hosts: HostIndex,
     contexts: dict[tuple[str, str], TLSContextIR],
-    port_map: dict[int, int],
+    listener_port: Callable[[int], int],
     service: Callable[[Src, object, bool], Target],
     options: MigrateOptions,
 ) -> TCPPlan:
     by_key: dict[tuple[int, str | None], list[tuple[Src, Target]]] = defaultdict(list)
+    asked: dict[tuple[int, str | None], int] = {}
     for src in items:
         spec = src.spec
         port = spec.get("port")
@@ -94,7 +95,7 @@ def plan_tcp(
         if host is not None and not isinstance(host, str):
             src.error("host", "host must be a string")
             continue
-        mapped = port_map.get(port, port)
+        mapped = listener_port(port)
         src.note(
             "port",
             "converted",
@@ -141,10 +142,14 @@ def plan_tcp(
         if "ambassador_id" in spec:
             src.note("ambassador_id", "converted", "this installation's TCPMapping")
         by_key[(mapped, host or None)].append((src, target))
+        asked.setdefault((mapped, host or None), port)
     plan = TCPPlan()
+    certs = _CertFinder(hosts, contexts)
     for (port, host), members in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         members.sort(key=lambda st: (st[0].namespace, st[0].name))
-        group = TCPGroup(port, host, members, namespace=members[0][0].namespace)
+        group = TCPGroup(
+            port, asked[(port, host)], host, members, namespace=members[0][0].namespace
+        )
         try:
             split = groups.shares([s.spec.get("weight") for s, _t in members])
         except groups.WeightError as err:
@@ -154,9 +159,19 @@ def plan_tcp(
         for (s, _t), share in zip(members, split, strict=True):
             if len(members) > 1 or "weight" in s.spec:
                 s.note("weight", "converted", f"backendRef weight {share}")
-        if host:
+        if not host:
+            group.need = need(
+                options.gateway_class,
+                group.namespace,
+                None,
+                "TCP",
+                port=group.asked,
+                sources=[s.ref for s, _t in members],
+            )
+            plan.needs.append(group.need)
+        else:
             gw_host, problem = gw_hostname(host)
-            cert = _cert_for(host, hosts, contexts)
+            cert = certs.find(host)
             if gw_host is None or cert is None:
                 for s, _t in members:
                     s.error(
@@ -172,10 +187,11 @@ def plan_tcp(
                 group.namespace,
                 gw_host,
                 "TLS",
-                port=port,
+                port=group.asked,
+                certificates=[cert],
                 sources=[s.ref for s, _t in members],
             )
-            plan.tls_needs.append(group.need)
+            plan.needs.append(group.need)
             for s, _t in members:
                 s.note(
                     "host",
@@ -187,26 +203,34 @@ def plan_tcp(
     return plan
 
 
-def _cert_for(
-    host: str, hosts: list[HostIR], contexts: dict[tuple[str, str], TLSContextIR]
-) -> SecretRef | None:
-    for h in hosts:
-        if h.cert is not None and glob_compatible(h.hostname, host):
-            return h.cert
-    for c in contexts.values():
-        if host in c.hosts and c.secret is not None:
-            c.used = True
-            return c.secret
-    return None
+class _CertFinder:
+    """The certificate Emissary terminates a TCPMapping's host with: the first Host whose
+    hostname glob matches, else the first TLSContext that lists the host."""
+
+    def __init__(self, hosts: HostIndex, contexts: dict[tuple[str, str], TLSContextIR]) -> None:
+        self.hosts = hosts
+        self.contexts: dict[str, TLSContextIR] = {}
+        for c in contexts.values():
+            if c.secret is not None:
+                for host in c.hosts:
+                    self.contexts.setdefault(host, c)
+
+    def find(self, host: str) -> SecretRef | None:
+        for h in self.hosts.compatible(host):
+            if h.cert is not None:
+                return h.cert
+        context = self.contexts.get(host)
+        if context is None:
+            return None
+        context.used = True
+        return context.secret
 
 
-def render_tcp(
-    plan: TCPPlan, layout: Layout, options: MigrateOptions, grants: Grants, out: list[KubeObject]
-) -> None:
+def render_tcp(plan: TCPPlan, layout: Layout, grants: Grants, out: list[KubeObject]) -> None:
     names = naming.allocate({i: g.members[0][0].name for i, g in enumerate(plan.groups)})
     for i, group in enumerate(plan.groups):
         kind = "TLSRoute" if group.host else "TCPRoute"
-        parent = _parent(group, layout, options, out, grants)
+        parent = _parent(group, layout)
         if parent is None:
             continue
         route_ref = ObjectRef(GATEWAY_API_VERSION, kind, group.namespace, str(names[i]))
@@ -257,102 +281,22 @@ def render_tcp(
         out.append(stamp(obj, [s.ref for s, _t in group.members]))
 
 
-def _parent(
-    group: TCPGroup, layout: Layout, options: MigrateOptions, out: list[KubeObject], grants: Grants
-) -> dict[str, Any] | None:
-    sources = [s for s, _t in group.members]
-    if group.need is not None:
-        parent = layout.parent(group.need.key)
-        lis = find_listener(out, parent)
-        if lis is not None and group.cert is not None:
-            ref: dict[str, Any] = {"group": "", "kind": "Secret", "name": group.cert.name}
-            if group.cert.namespace != parent["namespace"]:
-                ref["namespace"] = group.cert.namespace
-                grants.add(
-                    GrantNeed(
-                        GATEWAY_GROUP,
-                        parent["kind"],
-                        parent["namespace"],
-                        "",
-                        "Secret",
-                        group.cert.namespace,
-                        group.cert.name,
-                    ),
-                    [s.ref for s in sources],
-                )
-            lis["tls"] = {"mode": "Terminate", "certificateRefs": [ref]}
-        return parent
-    if options.gateway is not None:
-        for s in sources:
-            s.note(
-                "port",
-                "partial",
-                f"the existing Gateway {options.gateway.namespace}/"
-                f"{options.gateway.name} needs a TCP listener on port {group.port}",
-            )
-        return {
-            "group": GATEWAY_GROUP,
-            "kind": "Gateway",
-            "namespace": options.gateway.namespace,
-            "name": options.gateway.name,
-            "port": group.port,
-        }
-    gw_ns = group.namespace if options.gateway_per_namespace else options.gateway_namespace
-    gateway = next(
-        (
-            o
-            for o in out
-            if o["kind"] == "Gateway"
-            and o["metadata"].get("namespace") == gw_ns
-            and o["spec"].get("gatewayClassName") == options.gateway_class
-        ),
-        None,
-    )
-    if gateway is None:
-        gateway = stamp(
-            {
-                "apiVersion": GATEWAY_API_VERSION,
-                "kind": "Gateway",
-                "metadata": {
-                    "name": naming.allocate_one(options.gateway_class),
-                    "namespace": gw_ns,
-                },
-                "spec": {"gatewayClassName": options.gateway_class, "listeners": []},
-            },
-            [s.ref for s in sources],
-        )
-        out.insert(0, gateway)
-    listeners = gateway["spec"]["listeners"]
-    clash = [lis for lis in listeners if lis["port"] == group.port]
-    if clash and clash[0]["protocol"] != "TCP":
-        for s in sources:
-            s.error(
-                "port",
-                f"port {group.port} is already an {clash[0]['protocol']} listener "
-                "of the Gateway; Gateway API cannot share a port between TCP and "
-                f"{clash[0]['protocol']}",
-            )
+def _parent(group: TCPGroup, layout: Layout) -> dict[str, Any] | None:
+    """The parentRef of the group's route (None, with an error, when layout gave it no
+    listener); the listener's outputs and layout's notes go to every member."""
+    sources: Sequence[Src] = [s for s, _t in group.members]
+    if group.need is None:
         return None
-    name = f"tcp-{group.port}"
-    namespaces = {s.namespace for s in sources}
-    if clash:
-        found = clash[0]
-        found_ns = set(
-            found["allowedRoutes"]["namespaces"]
-            .get("selector", {})
-            .get("matchExpressions", [{}])[0]
-            .get("values", [])
-        ) or {gw_ns}
-        found.update(tcp_listener(name, group.port, "TCP", namespaces | found_ns, gw_ns))
-    else:
-        listeners.append(tcp_listener(name, group.port, "TCP", namespaces, gw_ns))
-    gw_ref = ObjectRef.of(gateway)
+    key = group.need.key
+    report_key = "host" if group.host else "port"
+    problem = layout.errors.get(key)
+    if problem is not None:
+        for s in sources:
+            s.error(report_key, problem)
+        return None
+    for message in layout.notes.get(key, []):
+        for s in sources:
+            s.note(report_key, "partial", message)
     for s in sources:
-        s.outputs.append(gw_ref)
-    return {
-        "group": GATEWAY_GROUP,
-        "kind": "Gateway",
-        "namespace": gw_ns,
-        "name": gateway["metadata"]["name"],
-        "sectionName": name,
-    }
+        s.outputs.extend(layout.outputs[key])
+    return layout.parent(key)

@@ -1,16 +1,26 @@
-"""Emissary's rules reproduced by the provider: canary weights, service syntax, paths."""
+"""Emissary's rules reproduced by the provider: canary weights, service syntax, paths, Host
+association, and the listeners TCPMappings and Host TLS parameters get from the layout."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from converters.api import ExistingGateway, MigrateOptions
+from converters.emissary import EmissaryOptions, convert_with
 from converters.emissary.groups import WeightError, shares
+from converters.emissary.hosts import HostIndex, HostIR
 from converters.emissary.matching import duration, glob_compatible, path_plan, re2_escape
+from converters.emissary.model import Src
 from converters.emissary.service import ServiceError, parse
+from converters.report import Conversion
+from kubectl_gw.model import KubeObject, ObjectRef
+
+EMISSARY = "getambassador.io/v3alpha1"
 
 
 @pytest.mark.parametrize(
@@ -104,3 +114,166 @@ def test_host_globs() -> None:
 )
 def test_durations(ms: int, text: str) -> None:
     assert duration(ms) == text
+
+
+# --------------------------------------------------------------------------- Host association
+
+
+def _associated_by_scan(
+    hosts: list[HostIR], glob: str | None, host_regex: bool, labels: dict[str, str]
+) -> list[HostIR]:
+    """Emissary's IRHost.matches_httpgroup, tried against every Host (the reference)."""
+    out = []
+    for host in hosts:
+        has_hostname = host_regex or bool(glob)
+        host_match = host_regex or (bool(glob) and glob_compatible(host.hostname, str(glob)))
+        if host.selector is not None:
+            sel_match = all(labels.get(k) == v for k, v in host.selector.items())
+            ok = (host_match and sel_match) if has_hostname else sel_match
+        else:
+            ok = host_match
+        if ok:
+            out.append(host)
+    return out
+
+
+GLOBS = st.sampled_from(
+    [
+        "*",
+        "",
+        "a.example.com",
+        "b.example.com",
+        "example.com",
+        "a.example.com:8080",
+        "*.example.com",
+        "*.a.example.com",
+        "a.example.*",
+        ".example.com",
+    ]
+)
+SELECTORS = st.one_of(st.none(), st.dictionaries(st.sampled_from("xy"), st.sampled_from("12")))
+
+
+@given(
+    st.lists(st.tuples(GLOBS, SELECTORS), max_size=8),
+    st.one_of(st.none(), GLOBS),
+    st.booleans(),
+    st.dictionaries(st.sampled_from("xy"), st.sampled_from("12")),
+)
+def test_host_index_associates_like_a_scan_of_every_host(
+    specs: list[tuple[str, dict[str, str] | None]],
+    glob: str | None,
+    host_regex: bool,
+    labels: dict[str, str],
+) -> None:
+    hosts = []
+    for i, (hostname, selector) in enumerate(specs):
+        ref = ObjectRef(EMISSARY, "Host", "ns", f"h{i}")
+        src = Src(ref, "Host", "v3alpha1", "ns", f"h{i}", {}, {"hostname": hostname})
+        hosts.append(HostIR(src, hostname, hostname or None, selector, None))
+    index = HostIndex(hosts)
+    assert index.associated(glob, host_regex, labels) == _associated_by_scan(
+        hosts, glob, host_regex, labels
+    )
+    if glob:
+        assert index.compatible(glob) == [h for h in hosts if glob_compatible(h.hostname, glob)]
+
+
+# --------------------------------------------------------------------------- TCP and TLS listeners
+
+
+def _obj(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> KubeObject:
+    obj = {"apiVersion": EMISSARY, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+    return {**obj, "spec": spec}  # type: ignore[typeddict-item]
+
+
+def _convert(objects: list[KubeObject], **options: Any) -> Conversion:
+    return convert_with(objects, MigrateOptions(**options), EmissaryOptions())
+
+
+def _entry(conversion: Conversion, name: str, key: str) -> tuple[str, str, list[str]]:
+    [entry] = [e for e in conversion.report.entries if e.source.name == name and e.key == key]
+    return entry.status, entry.message, [f"{o.kind}/{o.name}" for o in entry.outputs]
+
+
+def test_tcpmapping_on_the_http_port_is_an_error_and_the_http_listener_stays() -> None:
+    objects = [
+        _obj("Mapping", "web", "site", {"hostname": "*", "prefix": "/", "service": "site"}),
+        _obj("TCPMapping", "data", "raw", {"port": 8080, "service": "raw:9000"}),
+    ]
+    conversion = _convert(objects)
+    status, message, _ = _entry(conversion, "raw", "spec.port")
+    assert status == "error"
+    assert "port 80 is already an HTTP listener" in message
+    assert not [o for o in conversion.objects if o["kind"] == "TCPRoute"]
+    [gateway] = [o for o in conversion.objects if o["kind"] == "Gateway"]
+    assert [lis["protocol"] for lis in gateway["spec"]["listeners"]] == ["HTTP"]
+
+
+def test_tcpmapping_alone_gets_a_gateway_with_its_tcp_listener() -> None:
+    conversion = _convert([_obj("TCPMapping", "data", "pg", {"port": 5432, "service": "pg:5432"})])
+    [gateway] = [o for o in conversion.objects if o["kind"] == "Gateway"]
+    assert [(lis["name"], lis["port"]) for lis in gateway["spec"]["listeners"]] == [
+        ("tcp-5432", 5432)
+    ]
+    [route] = [o for o in conversion.objects if o["kind"] == "TCPRoute"]
+    assert route["spec"]["parentRefs"][0]["sectionName"] == "tcp-5432"
+    assert _entry(conversion, "pg", "spec.port")[2] == ["Gateway/envoy-gateway", "TCPRoute/pg"]
+
+
+def test_tcpmapping_with_an_existing_gateway_says_what_it_needs() -> None:
+    objects = [_obj("TCPMapping", "data", "pg", {"port": 5432, "service": "pg:5432"})]
+    conversion = _convert(objects, gateway=ExistingGateway("infra", "edge", "web"))
+    assert not [o for o in conversion.objects if o["kind"] == "Gateway"]
+    [route] = [o for o in conversion.objects if o["kind"] == "TCPRoute"]
+    assert route["spec"]["parentRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "namespace": "infra",
+            "name": "edge",
+            "port": 5432,
+        }
+    ]
+    status, message, _ = _entry(conversion, "pg", "spec.port")
+    assert status == "partial"
+    assert "the existing Gateway infra/edge needs a TCP listener on port 5432" in message
+
+
+def test_tcp_listeners_past_64_go_into_a_listenerset() -> None:
+    objects = [
+        _obj("TCPMapping", "data", f"db{i:02d}", {"port": 10000 + i, "service": f"db{i}:5432"})
+        for i in range(70)
+    ]
+    conversion = _convert(objects)
+    counts = [
+        (o["kind"], len(o["spec"]["listeners"]))
+        for o in conversion.objects
+        if "listeners" in o["spec"]
+    ]
+    assert counts == [("Gateway", 64), ("ListenerSet", 6)]
+    [last] = [o for o in conversion.objects if o["metadata"]["name"] == "db69"]
+    assert last["spec"]["parentRefs"][0]["kind"] == "ListenerSet"
+
+
+def test_host_tls_parameters_reach_every_gateway_of_the_per_namespace_layout() -> None:
+    objects = [
+        _obj(
+            "Host",
+            "a",
+            "secure",
+            {
+                "hostname": "s.example.com",
+                "tlsSecret": {"name": "s-tls"},
+                "tls": {"min_tls_version": "v1.2"},
+            },
+        ),
+        _obj("Mapping", "a", "one", {"hostname": "s.example.com", "prefix": "/a/", "service": "x"}),
+        _obj("Mapping", "b", "two", {"hostname": "s.example.com", "prefix": "/b/", "service": "y"}),
+    ]
+    conversion = _convert(objects, gateway_per_namespace=True)
+    policies = [o for o in conversion.objects if o["kind"] == "ClientTrafficPolicy"]
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["a", "b"]
+    for policy in policies:
+        assert policy["spec"]["tls"] == {"minVersion": "1.2"}
+        assert policy["spec"]["targetRefs"][0]["sectionName"] == "https-s-example-com"

@@ -161,3 +161,42 @@ def test_custom_annotation_prefix() -> None:
     out = convert([CLASS, obj], MigrateOptions(annotation_prefix="custom.io"))
     [route] = routes(out.objects)
     assert route["spec"]["rules"][0]["matches"][0]["path"]["type"] == "RegularExpression"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_conversion_pauses_the_cyclic_gc_and_restores_it(
+    enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import importlib
+
+    module = importlib.import_module("converters.ingress_nginx.convert")
+    seen: list[bool] = []
+    run = module._Run.run
+
+    def spy(self: Any) -> Any:
+        seen.append(gc.isenabled())
+        return run(self)
+
+    monkeypatch.setattr(module._Run, "run", spy)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        convert([CLASS, ingress("a", "a.example.com", ("/", "Prefix"))], MigrateOptions())
+        assert seen == [False]
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+
+
+def test_existing_gateway_certificate_note_is_said_once() -> None:
+    """A host whose rules fill two HTTPRoutes asks twice for its HTTPS listener; the report
+    says once what the existing Gateway must serve."""
+    from converters.api import ExistingGateway
+
+    ing = ingress("big", "a.example.com", *[(f"/p{i}", "Prefix") for i in range(20)])
+    ing["spec"]["tls"] = [{"hosts": ["a.example.com"], "secretName": "a-tls"}]
+    options = MigrateOptions(gateway=ExistingGateway("infra", "edge"))
+    result = convert([CLASS, ing], options)
+    [entry] = [e for e in result.report.entries if e.key == "spec.tls[0]"]
+    assert entry.message.count("the existing Gateway infra/edge must serve") == 1
+    assert len(routes(result.objects)) >= 2
