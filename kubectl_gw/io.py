@@ -292,6 +292,8 @@ def _dumper_class() -> type[Any]:
             return True
 
         def represent_str(self, data: str) -> Any:
+            if data.isprintable():  # the common case, checked in C: no line breaks at all
+                return super().represent_str(data)
             if any(ch in _NEEDS_QUOTES or not ch.isprintable() for ch in data if ch != "\n"):
                 return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
             if "\n" in data:  # multi-line (snippets, certificates): a literal block; the
