@@ -45,6 +45,8 @@ class MigrateOptions:
     annotation_prefix: str = NGINX_ANNOTATION_PREFIX
     nginx_configmap: KubeObject | None = None  # the controller ConfigMap: global defaults
     ambassador_id: str | None = None  # Emissary: pick one installation's resources
+    # Emissary: container port -> Gateway listener port; empty = the default 8080->80, 8443->443
+    listener_ports: tuple[tuple[int, int], ...] = ()
 
 
 Converter = Callable[[Sequence[KubeObject], MigrateOptions], Conversion]

@@ -252,6 +252,13 @@ def version(*, client: bool, output: str, target: KubeTarget) -> None:
 @click.option(
     "--ambassador-id", metavar="ID", help="Emissary: convert only this installation's resources."
 )
+@click.option(
+    "--listener-port",
+    "listener_ports",
+    multiple=True,
+    metavar="FROM=TO",
+    help="Emissary: Listener port FROM becomes Gateway port TO; repeatable [8080=80, 8443=443].",
+)
 def migrate(
     *,
     filenames: tuple[str, ...],

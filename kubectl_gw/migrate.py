@@ -176,6 +176,21 @@ class MigrateRequest:
     dry_run: DryRun = "none"
 
 
+def parse_listener_ports(values: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """``--listener-port FROM=TO`` (repeatable) → sorted (from, to) pairs."""
+    pairs: dict[int, int] = {}
+    for value in values:
+        left, sep, right = value.partition("=")
+        try:
+            source, target = int(left), int(right)
+        except ValueError:
+            source = target = 0
+        if not sep or not (1 <= source <= 65535 and 1 <= target <= 65535):
+            raise UserError(f"--listener-port: expected FROM=TO with ports 1-65535, got {value!r}")
+        pairs[source] = target
+    return tuple(sorted(pairs.items()))
+
+
 def build_request(
     *,
     filenames: Sequence[str] = (),
@@ -199,6 +214,7 @@ def build_request(
     nginx_configmap: str | None = None,
     annotation_prefix: str | None = None,
     ambassador_id: str | None = None,
+    listener_ports: Sequence[str] = (),
 ) -> MigrateRequest:
     """Check the flags together and turn them into a ``MigrateRequest`` (``UserError`` on a
     bad or contradictory combination, one line each)."""
@@ -250,6 +266,7 @@ def build_request(
         target=cast(Target, target),
         annotation_prefix=prefix,
         ambassador_id=ambassador_id or None,
+        listener_ports=parse_listener_ports(listener_ports),
     )
     return MigrateRequest(
         filenames=tuple(filenames),

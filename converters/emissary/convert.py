@@ -63,7 +63,7 @@ BTLS_API_VERSION = f"{GATEWAY_GROUP}/v1"
 
 @dataclass(frozen=True)
 class EmissaryOptions:
-    """Emissary-specific knobs (no CLI flag yet): container port → Gateway listener port."""
+    """Emissary-specific knobs: container port → Gateway listener port (``--listener-port``)."""
 
     port_map: tuple[tuple[int, int], ...] = ((8080, 80), (8443, 443))
 
@@ -124,7 +124,9 @@ class Route:
 
 
 def convert(objects: Sequence[KubeObject], options: MigrateOptions) -> Conversion:
-    return convert_with(objects, options, EmissaryOptions())
+    defaults = dict(EmissaryOptions().port_map)
+    ports = tuple(sorted((defaults | dict(options.listener_ports)).items()))
+    return convert_with(objects, options, EmissaryOptions(port_map=ports))
 
 
 def convert_with(

@@ -842,3 +842,26 @@ def test_load_converter_tells_not_built_from_broken(
         migrate.load_converter("x", {"x": "kgw_broken_provider"})
     with pytest.raises(UserError, match="has no convert"):
         migrate.load_converter("x", {"x": "kgw_no_convert"})
+
+
+def test_listener_port_maps_emissary_listener_ports(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_gw import cli
+
+    code = cli.run(["migrate", "-f", EMISSARY_EXAMPLES, "--listener-port", "8080=8000"])
+    out, _err = capsys.readouterr()
+    assert code == 0
+    assert "port: 8000" in out
+    assert "port: 443" in out  # the other default (8443 -> 443) stays
+
+
+@pytest.mark.parametrize("value", ["8080", "8080=", "x=80", "0=80", "80=70000"])
+def test_listener_port_rejects_bad_values(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_gw import cli
+
+    code = cli.run(["migrate", "-f", EMISSARY_EXAMPLES, "--listener-port", value])
+    _out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: --listener-port: expected FROM=TO")
+
+
+EMISSARY_EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples" / "emissary")
