@@ -290,6 +290,45 @@ def migrate(
 # --------------------------------------------------------------------------- not built yet
 
 
+def _complete_describe(ctx: click.Context, incomplete: str) -> list[Any]:
+    """KIND (or ``request``) first; then, for a kind, the names of that kind in the cluster
+    (live, with a short timeout; nothing when the cluster cannot be reached)."""
+    from click.shell_completion import CompletionItem
+
+    from kubectl_gw.describe import KIND_ALIASES
+
+    words = list(ctx.params.get("args") or ())
+    if not words:
+        kinds = sorted({k.lower() for k in KIND_ALIASES.values()} | {"request"})
+        return [CompletionItem(k) for k in kinds if k.startswith(incomplete)]
+    kind = KIND_ALIASES.get(words[0].lower())
+    if kind is None or len(words) > 1:
+        return []
+    try:
+        from kubectl_gw import kube
+        from kubectl_gw.model import GATEWAY_GROUP, kind_info
+
+        info = kind_info(f"{GATEWAY_GROUP}/v1", kind)
+        if info is None:
+            return []
+        params = ctx.params
+        cluster = kube.connect(
+            KubeTarget(
+                kubeconfig=params.get("kubeconfig"),
+                context=params.get("context"),
+                namespace=params.get("namespace"),
+                request_timeout=2.0,
+            )
+        )
+        namespace = (
+            None if params.get("all_namespaces") or not info.namespaced else cluster.namespace
+        )
+        names = sorted(o["metadata"]["name"] for o in cluster.list_objects(info, namespace))
+    except Exception:  # completion must never fail loudly
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 @cli.command()
 @verbose_option
 @filename_option
@@ -307,7 +346,7 @@ def migrate(
 )
 @click.option("--gateway", metavar="[NS/]NAME", help="describe request: only this Gateway.")
 @cluster_options
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, shell_complete=lambda ctx, _p, inc: _complete_describe(ctx, inc))
 def describe(
     *,
     args: tuple[str, ...],

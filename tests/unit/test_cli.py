@@ -172,3 +172,8 @@ def test_completion_through_kubectl_protocol() -> None:
     assert complete("migrate", "-o", "") == ["yaml", "json", ":4"]
     assert "--kubeconfig" in complete("migrate", "--k")
     assert complete("migrate", "-f", "") == [":0"]  # paths: let the shell complete files
+
+
+def test_completion_of_describe_kinds() -> None:
+    assert complete("describe", "http") == ["httproute", ":4"]
+    assert "request" in complete("describe", "")
