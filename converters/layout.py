@@ -28,6 +28,11 @@ since Gateway API v1.5) in the Gateway's namespace, 64 listeners each, and the G
 admits ListenerSets of its own namespace. Listeners admit routes only from the namespaces that
 need them (a selector on ``kubernetes.io/metadata.name``), and certificates in other namespaces
 get ReferenceGrants.
+
+A listener holds at most 64 certificates: when its needs bring more, the first 64 asked for (in
+the order of the needs) are kept, and every need that brought a dropped one gets a note
+(:attr:`Layout.notes`, and :attr:`Layout.dropped_certificates` by hostname and certificate).
+A converter that knows which certificate serves a hostname should ask for that one only.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from converters.provenance import stamp
 from kubectl_gw.model import GATEWAY_GROUP, KubeObject, ObjectRef
 
 MAX_LISTENERS = 64
+MAX_CERTIFICATES = 64  # certificateRefs per listener
 MAX_GRANT_TARGETS = 16
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 GATEWAY_API_VERSION = f"{GATEWAY_GROUP}/v1"
@@ -155,6 +161,9 @@ class Layout:
     pending: dict[ListenerKey, list[GrantNeed]] = field(default_factory=dict)
     # Needs that got no listener (not in ``parents``), and why.
     errors: dict[ListenerKey, str] = field(default_factory=dict)
+    # Certificates a listener could not hold (past MAX_CERTIFICATES): (listener hostname,
+    # certificate) -> why.
+    dropped_certificates: dict[tuple[str, SecretRef], str] = field(default_factory=dict)
     listeners: dict[ListenerKey, ListenerRef] = field(default_factory=dict)
     _by_listener: dict[tuple[str, str, int], list[ListenerRef]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -299,6 +308,8 @@ class _Listener:
     sources: set[ObjectRef] = field(default_factory=set)
     keys: list[ListenerKey] = field(default_factory=list)
     with_certificates: set[ListenerKey] = field(default_factory=set)  # keys that brought one
+    # every certificate, in the order the needs asked for it, with the keys that did
+    asked: dict[SecretRef, list[ListenerKey]] = field(default_factory=dict)
 
     def sort_key(self) -> tuple[bool, int, str, str, int, str]:
         """Catch-all listeners first, then by hostname (a wildcard next to its apex), port and
@@ -348,6 +359,8 @@ def plan(needs: Sequence[ListenerNeed], options: LayoutOptions, grants: Grants) 
         listener.certificates.update(item.certificates)
         if item.certificates:
             listener.with_certificates.add(key)
+        for cert in item.certificates:
+            listener.asked.setdefault(cert, []).append(key)
         listener.passthrough = listener.passthrough or item.passthrough
         listener.sources.update(item.sources)
         listener.keys.append(key)
@@ -361,6 +374,7 @@ def plan(needs: Sequence[ListenerNeed], options: LayoutOptions, grants: Grants) 
     for gw in sorted(gateways.values(), key=lambda g: (g.namespace, g.name)):
         _refuse_port_clashes(gw, layout)
         _note_passthrough_certificates(gw, layout)
+        _cap_certificates(gw, layout)
         if gw.listeners:
             _render_gateway(gw, options, layout, grants)
     # Every key of a listener shares its list of certificate grants: resolve each list once
@@ -409,6 +423,25 @@ def _note_passthrough_certificates(gw: _Gateway, layout: Layout) -> None:
                 f"passes TLS through (another source asks for that): certificate {certs} is "
                 "not used",
             )
+
+
+def _cap_certificates(gw: _Gateway, layout: Layout) -> None:
+    """Gateway API allows 64 certificateRefs per listener: keep the first 64 asked for, and
+    tell every need that brought one of the others."""
+    for lis in gw.listeners.values():
+        if not lis.terminates or len(lis.asked) <= MAX_CERTIFICATES:
+            continue
+        order = list(lis.asked)
+        lis.certificates = set(order[:MAX_CERTIFICATES])
+        where = f"{lis.protocol} listener for {lis.hostname or 'every host'} on port {lis.port}"
+        for cert in order[MAX_CERTIFICATES:]:
+            text = (
+                f"certificate {cert.namespace}/{cert.name} is not served: the {where} already "
+                f"has {MAX_CERTIFICATES} certificates, the most Gateway API allows on a listener"
+            )
+            layout.dropped_certificates.setdefault((lis.hostname, cert), text)
+            for key in lis.asked[cert]:
+                _note(layout, key, text)
 
 
 def _note(layout: Layout, key: ListenerKey, text: str) -> None:

@@ -227,6 +227,14 @@ class _Run:
         self.out.extend(self.grants.render())
         for c in contexts.values():
             listeners.report_tlscontext(c, self.eg)
+        for h in hosts:
+            why = layout.dropped_certificates.get((h.gw_host or "", h.cert)) if h.cert else None
+            if why and not h.synthetic:
+                spec = h.src.spec
+                key = (
+                    "tlsSecret" if "tlsSecret" in spec or "tlsContext" not in spec else "tlsContext"
+                )
+                h.src.note(key, "error", why)
         host_outputs = listeners.listener_outputs(layout, (self.https_port, self.http_port))
         for h in hosts:
             if not h.synthetic:

@@ -66,6 +66,7 @@ from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject, Obj
 
 RULE_SOURCES_ANNOTATION = "kubectl-gw.io/rule-sources"
 MAX_RULES = 16
+MAX_HOSTNAMES = 16  # per route
 _HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GRPC_SERVICE = re.compile(r"^\.?[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$")
 _GRPC_METHOD = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -447,17 +448,7 @@ class _Run:
 
     def _groups(self, primaries: list[PathItem]) -> dict[tuple[str, str, str, str], RouteGroup]:
         groups: dict[tuple[str, str, str, str], RouteGroup] = {}
-        aliases: dict[tuple[str, str], list[str]] = defaultdict(list)
-        primary_hosts: dict[int, set[str]] = defaultdict(set)  # id(Ingress) -> its hosts
-        for i in primaries:
-            if i.host:
-                primary_hosts[id(i.ing)].add(i.host)
-        for ing in sorted(self.ingresses, key=Ingress.order):
-            for item_host in primary_hosts.get(id(ing), ()):
-                for alias in ing.settings.aliases:
-                    if alias not in aliases[(ing.cls, item_host)]:
-                        aliases[(ing.cls, item_host)].append(alias)
-        real_hosts = {(i.ing.cls, i.host) for i in primaries}
+        aliases = self._aliases(primaries)
         for item in sorted(primaries, key=PathItem.order):
             ing = item.ing
             kind = "GRPCRoute" if item.grpc else "HTTPRoute"
@@ -466,10 +457,7 @@ class _Run:
             if group is None:
                 tls = self.tls.get((ing.cls, item.host))
                 hostnames = [item.host] if item.host else []
-                for alias in aliases.get((ing.cls, item.host), []):
-                    if (ing.cls, alias) in real_hosts:
-                        continue  # nginx ignores an alias that is a real host
-                    hostnames.append(alias)
+                hostnames += aliases.get((ing.cls, item.host), [])
                 group = groups[key] = RouteGroup(
                     kind,
                     ing.namespace,
@@ -516,6 +504,78 @@ class _Run:
                     ],
                 )
         return groups
+
+    def _aliases(self, primaries: list[PathItem]) -> dict[tuple[str, str], list[str]]:
+        """server-alias as ingress-nginx applies it: the (class, host) → the aliases its routes
+        and listeners get, and each Ingress's server-alias claim told what it lost.
+
+        - A host takes its aliases from one Ingress: the oldest of the host that has any
+          (later ones are skipped: "Aliases already configured for server").
+        - An alias that is a real host is dropped.
+        - An alias several hosts claim is served by one: nginx's server blocks are sorted by
+          hostname and it ignores a server name an earlier block already has ("conflicting
+          server name ... ignored"), so the first host by name keeps it, with its routes and
+          its certificate. Every alias listener thus gets one host's one certificate.
+        - A route has at most 16 hostnames: the host and its first 15 aliases.
+        """
+        real_hosts = {(i.ing.cls, i.host) for i in primaries}
+        chosen: dict[tuple[str, str], Ingress] = {}
+        for ing in sorted(self.ingresses, key=Ingress.order):
+            if ing.canary or not ing.settings.aliases:
+                continue
+            for host in sorted({i.host for i in ing.items if i.host}):
+                if (ing.cls, host) in real_hosts:
+                    chosen.setdefault((ing.cls, host), ing)
+        owner: dict[tuple[str, str], str] = {}
+        for cls, host in sorted(chosen):
+            for alias in chosen[(cls, host)].settings.aliases:
+                if alias != host and (cls, alias) not in real_hosts:
+                    owner.setdefault((cls, alias), host)
+        served: dict[tuple[str, str], list[str]] = {}
+        for (cls, host), ing in chosen.items():
+            mine = [a for a in dict.fromkeys(ing.settings.aliases) if owner.get((cls, a)) == host]
+            served[(cls, host)] = mine[: MAX_HOSTNAMES - 1]
+        for ing in self.ingresses:
+            claim = ing.ann.claims.get("server-alias")
+            if ing.canary or not ing.settings.aliases or claim is None:
+                continue
+            kept = False
+            lost: list[str] = []
+            for host in sorted({i.host for i in ing.items if i.host}):
+                first = chosen.get((ing.cls, host))
+                if first is None:
+                    continue
+                for alias in dict.fromkeys(ing.settings.aliases):
+                    if alias == host or (ing.cls, alias) in real_hosts:
+                        continue  # nginx ignores an alias that is a real host
+                    if alias in served[(ing.cls, host)]:
+                        kept = True
+                    elif first is not ing:
+                        lost.append(
+                            f"{alias} not served for {host}: the host takes its aliases from "
+                            f"the older {first.ref} (ingress-nginx uses one Ingress's "
+                            "server-alias per host)"
+                        )
+                    elif owner[(ing.cls, alias)] != host:
+                        winner = owner[(ing.cls, alias)]
+                        lost.append(
+                            f"{alias} not served for {host}: it is already an alias of {winner} "
+                            f"({chosen[(ing.cls, winner)].ref}), which comes first in nginx's "
+                            "server order (by hostname); nginx ignores the conflicting server "
+                            "name, and so does this conversion"
+                        )
+                    else:
+                        lost.append(
+                            f"{alias} not served for {host}: Gateway API allows "
+                            f"{MAX_HOSTNAMES} hostnames per route (the host and "
+                            f"{MAX_HOSTNAMES - 1} aliases)"
+                        )
+            if lost and claim.status == "converted":
+                claim.status = "partial" if kept else "error"
+                claim.message = "; ".join([claim.message, *lost]) if kept else "; ".join(lost)
+                if not kept:
+                    claim.outputs = []
+        return served
 
     def _rules(self, item: PathItem, group: RouteGroup) -> list[Rule]:
         ing, s = item.ing, item.ing.settings

@@ -8,6 +8,7 @@ from converters.ingress_nginx.annotations import ROUTES
 from converters.ingress_nginx.ir import Context, Ingress
 
 _HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_SET = 16  # HTTPHeaderFilter.set
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")
 
 
@@ -27,13 +28,19 @@ def apply(ctx: Context, ing: Ingress) -> None:
         else:
             data = cm.get("data") or {}
             bad = sorted(k for k in data if not _HEADER.match(k))
-            for key in sorted(data):
-                if key not in bad and data[key]:
-                    s.response_set[key] = str(data[key])
+            good = [k for k in sorted(data) if k not in bad and data[k]]
+            for key in good[:MAX_SET]:
+                s.response_set[key] = str(data[key])
             message = f"ResponseHeaderModifier set from ConfigMap {ns}/{name}"
             if bad:
                 message += f"; not header names, dropped: {', '.join(bad)}"
-            ann.claim("custom-headers", "partial" if bad else "converted", message, [ROUTES])
+            if len(good) > MAX_SET:
+                message += (
+                    f"; a header modifier sets at most {MAX_SET} headers in Gateway API, "
+                    f"dropped: {', '.join(good[MAX_SET:])}"
+                )
+            partial = bool(bad) or len(good) > MAX_SET
+            ann.claim("custom-headers", "partial" if partial else "converted", message, [ROUTES])
     if ann.has("upstream-vhost"):
         host = (ann.get("upstream-vhost") or "").strip().lower()
         if "$" in host or not _HOST.match(host):

@@ -30,6 +30,7 @@ from converters.report import Conversion
 from kubectl_gw import __version__
 from kubectl_gw.io import dump_data, load_inputs, to_yaml
 from kubectl_gw.model import KubeObject, ObjectRef
+from tests import gwapi_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "emissary"
@@ -108,6 +109,8 @@ def embedded(obj: KubeObject) -> list[ObjectRef]:
 def check_contract(objects: list[KubeObject], result: Conversion) -> None:
     emitted = {ObjectRef.of(o) for o in result.objects}
     assert len(emitted) == len(result.objects), "two outputs share kind/namespace/name"
+    too_long = gwapi_limits.violations(result.objects)
+    assert not too_long, f"lists past Gateway API limits: {too_long}"
     for obj in result.objects:
         name = obj["metadata"]["name"]
         assert DNS_SUBDOMAIN.match(name) and len(name) <= 253, name

@@ -19,6 +19,7 @@ from converters.emissary.model import Src
 from converters.emissary.service import ServiceError, parse
 from converters.report import Conversion
 from kubectl_gw.model import KubeObject, ObjectRef
+from tests import gwapi_limits
 
 EMISSARY = "getambassador.io/v3alpha1"
 
@@ -277,3 +278,33 @@ def test_host_tls_parameters_reach_every_gateway_of_the_per_namespace_layout() -
     for policy in policies:
         assert policy["spec"]["tls"] == {"minVersion": "1.2"}
         assert policy["spec"]["targetRefs"][0]["sectionName"] == "https-s-example-com"
+
+
+def test_more_than_64_certificates_for_one_hostname_are_capped_and_reported() -> None:
+    hosts = [
+        _obj(
+            "Host",
+            f"team-{i:02d}",
+            "edge",
+            {"hostname": "shared.example.com", "tlsSecret": {"name": "tls"}},
+        )
+        for i in range(66)
+    ]
+    mapping = _obj(
+        "Mapping", "web", "site", {"hostname": "shared.example.com", "prefix": "/", "service": "s"}
+    )
+    conversion = _convert([*hosts, mapping])
+    assert not gwapi_limits.violations(conversion.objects)
+    [https] = [
+        lis
+        for o in conversion.objects
+        if o["kind"] == "Gateway"
+        for lis in o["spec"]["listeners"]
+        if lis["protocol"] == "HTTPS"
+    ]
+    assert len(https["tls"]["certificateRefs"]) == 64
+    dropped = [
+        e for e in conversion.report.entries if e.key == "spec.tlsSecret" and e.status == "error"
+    ]
+    assert len(dropped) == 2
+    assert all("64 certificates, the most Gateway API allows" in e.message for e in dropped)

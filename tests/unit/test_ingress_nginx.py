@@ -11,6 +11,7 @@ from converters.api import MigrateOptions
 from converters.ingress_nginx import convert
 from converters.ingress_nginx.paths import RegexError, check_re2, plain_match, regex_mode_match
 from kubectl_gw.model import KubeObject
+from tests import gwapi_limits
 
 CLASS: KubeObject = {
     "apiVersion": "networking.k8s.io/v1",
@@ -200,3 +201,113 @@ def test_existing_gateway_certificate_note_is_said_once() -> None:
     [entry] = [e for e in result.report.entries if e.key == "spec.tls[0]"]
     assert entry.message.count("the existing Gateway infra/edge must serve") == 1
     assert len(routes(result.objects)) >= 2
+
+
+def _alias_claims(result: Any) -> dict[str, tuple[str, str]]:
+    return {
+        f"{e.source.namespace}/{e.source.name}": (e.status, e.message)
+        for e in result.report.entries
+        if e.key == "nginx.ingress.kubernetes.io/server-alias"
+    }
+
+
+def test_an_alias_many_namespaces_claim_is_served_by_one_host_with_one_certificate() -> None:
+    """The corpus bug: 70 namespaces give the same alias, each with its own TLS Secret. nginx
+    serves the alias from the server first by hostname (it ignores the others' conflicting
+    server name): one listener, one certificate, 69 Ingresses told who won."""
+    objs: list[KubeObject] = [CLASS]
+    for i in range(70):
+        ing = ingress(
+            f"app-{i:02d}",
+            f"app.team-{69 - i:02d}.example.com",  # the oldest Ingress is not first by name
+            ("/", "Prefix"),
+            ann={"server-alias": "alias.example.net"},
+            ns=f"team-{69 - i:02d}",
+            ts=f"2020-01-01T00:00:{i:02d}Z",
+        )
+        ing["spec"]["tls"] = [{"secretName": f"tls-{i:02d}"}]
+        objs.append(ing)
+    result = convert(objs, MigrateOptions())
+    assert not gwapi_limits.violations(result.objects)
+    listeners = [
+        lis
+        for o in result.objects
+        if o["kind"] in ("Gateway", "ListenerSet")
+        for lis in o["spec"]["listeners"]
+        if lis.get("hostname") == "alias.example.net"
+    ]
+    assert [lis["protocol"] for lis in listeners] == ["HTTP", "HTTPS"]
+    [https] = [lis for lis in listeners if lis["protocol"] == "HTTPS"]
+    assert https["tls"]["certificateRefs"] == [
+        {"group": "", "kind": "Secret", "name": "tls-69", "namespace": "team-00"}
+    ]
+    with_alias = [
+        r for r in routes(result.objects) if "alias.example.net" in r["spec"]["hostnames"]
+    ]
+    assert {r["metadata"]["namespace"] for r in with_alias} == {"team-00"}
+    claims = _alias_claims(result)
+    assert claims.pop("team-00/app-69") == (
+        "converted",
+        "extra hostnames on the host's routes and listeners (same certificate)",
+    )
+    assert {status for status, _m in claims.values()} == {"error"}
+    assert len(claims) == 69
+    _status, message = claims["team-05/app-64"]
+    assert message == (
+        "alias.example.net not served for app.team-05.example.com: it is already an alias of "
+        "app.team-00.example.com (Ingress team-00/app-69), which comes first in nginx's server "
+        "order (by hostname); nginx ignores the conflicting server name, and so does this "
+        "conversion"
+    )
+
+
+def test_a_host_takes_its_aliases_from_its_oldest_ingress_that_has_any() -> None:
+    objs = [
+        CLASS,
+        ingress("plain", "h.example.com", ("/a", "Prefix"), ts="2019-01-01T00:00:00Z"),
+        ingress(
+            "new",
+            "h.example.com",
+            ("/b", "Prefix"),
+            ann={"server-alias": "new.example.net, same.example.net"},
+            ts="2025-01-01T00:00:00Z",
+        ),
+        ingress(
+            "old",
+            "h.example.com",
+            ("/c", "Prefix"),
+            ann={"server-alias": "same.example.net"},
+            ns="other",
+            ts="2020-01-01T00:00:00Z",
+        ),
+    ]
+    result = convert(objs, MigrateOptions())
+    for route in routes(result.objects):
+        assert route["spec"]["hostnames"] == ["h.example.com", "same.example.net"]
+    claims = _alias_claims(result)
+    assert claims["other/old"][0] == "converted"
+    status, message = claims["shop/new"]
+    assert status == "partial"  # same.example.net is served (by the older Ingress's list)
+    assert "new.example.net not served for h.example.com: the host takes its aliases from " in (
+        message
+    )
+    assert "Ingress other/old" in message
+
+
+def test_custom_headers_past_16_are_reported_not_emitted() -> None:
+    headers: KubeObject = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "many", "namespace": "shop"},
+        "data": {f"X-H{i:02d}": "v" for i in range(20)},
+    }
+    ing = ingress("web", "h.example.com", ("/", "Prefix"), ann={"custom-headers": "many"})
+    result = convert([CLASS, headers, ing], MigrateOptions())
+    assert not gwapi_limits.violations(result.objects)
+    [route] = routes(result.objects)
+    [modifier] = [f for f in route["spec"]["rules"][0]["filters"] if "responseHeaderModifier" in f]
+    names = [h["name"] for h in modifier["responseHeaderModifier"]["set"]]
+    assert names == [f"X-H{i:02d}" for i in range(16)]
+    [entry] = [e for e in result.report.entries if e.key.endswith("/custom-headers")]
+    assert entry.status == "partial"
+    assert entry.message.endswith("dropped: X-H16, X-H17, X-H18, X-H19")

@@ -28,6 +28,7 @@ from converters.report import Conversion
 from kubectl_gw import __version__
 from kubectl_gw.io import dump_data, load_inputs, to_yaml
 from kubectl_gw.model import KubeObject, ObjectRef
+from tests import gwapi_limits
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "ingress-nginx"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.yaml").is_file())
@@ -67,6 +68,8 @@ def check_contract(objects: list[KubeObject], result: Conversion) -> None:
     """What the provider promises for any input."""
     emitted = {ObjectRef.of(o) for o in result.objects}
     assert len(emitted) == len(result.objects), "two outputs share kind/namespace/name"
+    too_long = gwapi_limits.violations(result.objects)
+    assert not too_long, f"lists past Gateway API limits: {too_long}"
     for obj in result.objects:
         name = obj["metadata"]["name"]
         assert DNS_SUBDOMAIN.match(name) and len(name) <= 253, name

@@ -263,3 +263,49 @@ def test_listeners_for_finds_every_gateway_of_the_per_namespace_layout() -> None
         "sectionName": "https-a-example-com",
     }
     assert layout.listeners_for("a.example.com", "HTTP", 80) == []
+
+
+def test_a_listener_holds_at_most_64_certificates_the_first_asked_for() -> None:
+    # 70 namespaces each ask for the same hostname with their own certificate, in reverse
+    # name order: the first 64 asked for are kept (not the first 64 by name).
+    needs = [
+        need(
+            "nginx",
+            f"team-{i:02d}",
+            "alias.example.net",
+            "HTTPS",
+            certificates=[SecretRef(f"team-{i:02d}", "tls")],
+        )
+        for i in reversed(range(70))
+    ]
+    grants = Grants()
+    layout = plan(needs, OPTS, grants)
+    [gw] = layout.objects
+    [listener] = gw["spec"]["listeners"]
+    refs = listener["tls"]["certificateRefs"]
+    assert len(refs) == 64
+    assert {r["namespace"] for r in refs} == {f"team-{i:02d}" for i in range(6, 70)}
+    # every namespace still gets the listener; the six without a served certificate say why
+    assert all(n.key in layout.parents for n in needs)
+    noted = {n.key.route_namespace for n in needs if layout.notes.get(n.key)}
+    assert noted == {f"team-{i:02d}" for i in range(6)}
+    [text] = layout.notes[needs[-1].key]
+    assert "team-00/tls is not served" in text and "64 certificates" in text
+    assert set(layout.dropped_certificates) == {
+        ("alias.example.net", SecretRef(f"team-{i:02d}", "tls")) for i in range(6)
+    }
+    # grants only for the certificates served
+    granted = {g["metadata"]["namespace"] for g in grants.render()}
+    assert granted == {f"team-{i:02d}" for i in range(6, 70)}
+    for n in needs:
+        assert {r.namespace for r in layout.outputs[n.key][1:]} <= granted
+
+
+def test_64_certificates_are_not_capped() -> None:
+    needs = [
+        need("nginx", "a", "x.example.com", "HTTPS", certificates=[SecretRef("a", f"c{i}")])
+        for i in range(64)
+    ]
+    layout = plan(needs, OPTS, Grants())
+    assert len(layout.objects[0]["spec"]["listeners"][0]["tls"]["certificateRefs"]) == 64
+    assert not layout.notes and not layout.dropped_certificates
