@@ -52,6 +52,7 @@ conflicted or unprogrammed listener, as the spec asks, and describe warns about 
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1114,13 +1115,20 @@ def compute(
     for ls in sets:
         for lis in ls.listeners:
             listeners[lis.key] = lis
+    counted: dict[ListenerKey, set[ObjKey]] = {}
     for route in routes:
         for pres in route.parents:
             if not pres.accepted:
                 continue
             for att in pres.listeners:
                 found = listeners.get(att.listener)
-                if found is not None and route.key not in found.attached:
+                if found is None:
+                    continue
+                seen = counted.get(att.listener)
+                if seen is None:  # not setdefault: its default would be built on every call
+                    seen = counted[att.listener] = set(found.attached)
+                if route.key not in seen:
+                    seen.add(route.key)
                     found.attached.append(route.key)
     for lis in listeners.values():
         lis.attached.sort()
@@ -1516,10 +1524,16 @@ def _shadow(kind: str, entries: list[RoutingEntry]) -> None:
         "HTTPRoute": prec.HTTP_KEY_REASONS,
         "GRPCRoute": prec.GRPC_KEY_REASONS,
     }.get(kind, prec.PLAIN_KEY_REASONS)
+    # Only an earlier entry that is not shadowed itself can shadow, and only if its hostname
+    # covers this one: the same hostname, or a wildcard. Candidates come from those buckets in
+    # entry order (heapq.merge), so the first cover found is the one a full scan finds.
+    by_host: dict[str, list[int]] = {}
+    wildcards: list[str] = []
     for i, entry in enumerate(entries):
-        for earlier in entries[:i]:
-            if earlier.shadowed_by is not None:
-                continue
+        host = hn.normalize(entry.hostname)
+        buckets = [by_host.get(host, [])] + [by_host[w] for w in wildcards if w != host]
+        for j in heapq.merge(*buckets):
+            earlier = entries[j]
             if not hn.covers(earlier.hostname, entry.hostname):
                 continue
             if kind in ("TCPRoute", "UDPRoute"):
@@ -1547,3 +1561,7 @@ def _shadow(kind: str, entries: list[RoutingEntry]) -> None:
                     why = f"the winner covers every request of this match and has {why}"
                 entry.shadow_reason = why
                 break
+        if entry.shadowed_by is None:
+            by_host.setdefault(host, []).append(i)
+            if hn.is_wildcard(host) and host not in wildcards:
+                wildcards.append(host)

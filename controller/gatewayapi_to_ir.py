@@ -43,12 +43,10 @@ from kubectl_gw.model import ENVOY_GATEWAY_GROUP, KubeObject
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "grpc"})
-SERVE_DNS_BACKENDS = False
+SERVE_DNS_BACKENDS = True
 """Envoy Gateway Backends with fqdn endpoints become STRICT_DNS clusters, which Envoy never
-asks EDS for; ``controller.xds`` still waits for EDS on every cluster before it pushes routes
-(its warm-up check counts every ACKed cluster), so until it counts only EDS clusters such
-Backends answer 500 (with a note). With that change this can be True: the translation and an
-end-to-end run (fqdn ``localhost`` to a loopback echo) were checked against it."""
+asks EDS for (``controller.xds`` waits for the endpoints of EDS clusters only). Off, such
+Backends answer 500 with a note: a switch to turn the DNS path off, not a missing piece."""
 __all__ = ["BuildOptions", "BuildResult", "build", "compute_and_build", "parse_duration"]
 
 
@@ -413,6 +411,8 @@ class _Builder:
                 hostnames.add(hn.normalize(lis.hostname))
             hostnames.update(e.hostname for e in lis.routing if e.shadowed_by is None)
         vhosts: list[ir.VirtualHost] = []
+        buckets: dict[int, dict[str, list[att.RoutingEntry]]] = {}
+        wildcards: dict[int, list[str]] = {}
         for host in sorted(hostnames, key=lambda h: (hn.specificity(h), h), reverse=True):
             owners = [lis for lis in group if hn.covers(hn.normalize(lis.hostname), host)]
             if not owners:
@@ -430,11 +430,16 @@ class _Builder:
                     + ", ".join(str(r.key) for r in rivals)
                     + " share the port and hostname and are not reached for it"
                 )
-            entries = [
-                e
-                for e in owner.routing
-                if e.shadowed_by is None and e.match is not None and hn.covers(e.hostname, host)
-            ]
+            by_host = buckets.get(id(owner))
+            if by_host is None:  # the owner's live entries by hostname, once per listener
+                by_host = {}
+                for e in owner.routing:
+                    if e.shadowed_by is None and e.match is not None:
+                        by_host.setdefault(hn.normalize(e.hostname), []).append(e)
+                buckets[id(owner)] = by_host
+                wildcards[id(owner)] = [n for n in by_host if hn.is_wildcard(n)]
+            names = [host] + [n for n in wildcards[id(owner)] if n != host and hn.covers(n, host)]
+            entries = [e for n in names for e in by_host.get(n, [])]
             # GRPCRoute entries first (their paths are specific), each kind in rank order; the
             # hostname part of the precedence comes first.
             entries.sort(
@@ -696,8 +701,8 @@ class _Builder:
             return None, f"Backend {ns}/{name}: {problem}"
         if dns and not SERVE_DNS_BACKENDS:
             return None, (
-                f"Backend {ns}/{name}: fqdn endpoints (a DNS cluster) are not served yet: the "
-                "xDS server waits for EDS on every cluster"
+                f"Backend {ns}/{name}: fqdn endpoints (a DNS cluster) are switched off "
+                "(SERVE_DNS_BACKENDS)"
             )
         ports = {e.port for e in ips} | {p for _, p in dns}
         if len(ports) != 1 or 0 in ports:

@@ -5,8 +5,9 @@ every connected Envoy is then walked to it in an order that never sends traffic 
 Envoy does not know or has not warmed (reference §3.2, make-before-break):
 
 1. secrets Envoy asked for; clusters = what Envoy has + the target (additions and changes
-   only); then the endpoints of every cluster Envoy now has, waiting until Envoy subscribed to
-   (and ACKed) the load assignment of each of them, i.e. until they are warm;
+   only); then the endpoints of every EDS cluster Envoy now has, waiting until Envoy subscribed
+   to (and ACKed) the load assignment of each of them, i.e. until they are warm (a DNS cluster
+   resolves its own names and never asks for one, so it is not waited for);
 2. route configurations Envoy already asked for, then listeners, then the route
    configurations and secrets the new listeners asked for;
 3. only then the removals: clusters = the target, and their endpoints.
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import (
     ads_pb2_grpc,
     discovery_pb2,
@@ -69,6 +71,7 @@ class _Entry:
     name: str
     version: str
     packed: Any  # google.protobuf.any_pb2.Any
+    eds: bool = False  # a cluster whose endpoints come over EDS (not STRICT/LOGICAL_DNS etc.)
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,17 @@ def make_snapshot(generation: int, resources: translate.Resources) -> Snapshot:
         for name, message in sorted(resources.of(type_url).items()):
             packed = translate.pack(message)
             digest = hashlib.sha256(packed.value).hexdigest()[:16]
-            entries[name] = _Entry(name, digest, packed)
+            eds = type_url == CLUSTER_TYPE and _is_eds_cluster(message)
+            entries[name] = _Entry(name, digest, packed, eds)
         by_type[type_url] = entries
     return Snapshot(generation, by_type)
+
+
+def _is_eds_cluster(message: Any) -> bool:
+    return bool(
+        message.WhichOneof("cluster_discovery_type") == "type"
+        and message.type == cluster_pb2.Cluster.EDS
+    )
 
 
 @dataclass(frozen=True)
@@ -245,9 +256,9 @@ class _Stream:
             return  # Envoy has not started yet
         if self._step(CLUSTER_TYPE, {**_real(clusters.acked), **target_clusters}):
             return
-        warm = set(clusters.acked)
+        warm = _eds_clusters(clusters.acked, target_clusters)
         if not (warm <= endpoints.subscribed and warm <= set(endpoints.acked)):
-            return  # wait until Envoy has the endpoints of every cluster (warming done)
+            return  # wait until Envoy has the endpoints of every EDS cluster (warming done)
         # 2. routes Envoy asked for, then listeners (whose new route names come back to here)
         if self._step(ROUTE_TYPE, self._named(ROUTE_TYPE, target_routes)):
             return
@@ -344,6 +355,19 @@ class _Stream:
 def _real(entries: Mapping[str, _Entry]) -> dict[str, _Entry]:
     """Entries we can resend (those learnt from a delta reconnect carry no message)."""
     return {n: e for n, e in entries.items() if e.packed is not None}
+
+
+def _eds_clusters(acked: Mapping[str, _Entry], target: Mapping[str, _Entry]) -> set[str]:
+    """The clusters Envoy accepted that take their endpoints from EDS, i.e. that stay warming
+    until it has their load assignment. A DNS cluster resolves its names itself and never asks
+    for one. A cluster learnt from a delta reconnect (no message) has the target's type when the
+    target holds the same name; otherwise Envoy warmed it on its earlier stream."""
+    out: set[str] = set()
+    for name, entry in acked.items():
+        known = entry if entry.packed is not None else target.get(name)
+        if known is not None and known.version == entry.version and known.eds:
+            out.add(name)
+    return out
 
 
 def _gone(state: _TypeState, target: Mapping[str, _Entry]) -> set[str]:

@@ -40,7 +40,14 @@ from controller import attachment as at
 from controller import hostnames as hn
 from controller import precedence as prec
 from kubectl_gw.errors import ClusterError, UserError
-from kubectl_gw.model import GATEWAY_GROUP, GATEWAY_X_GROUP, KINDS, KindInfo, KubeObject
+from kubectl_gw.model import (
+    ENVOY_GATEWAY_GROUP,
+    GATEWAY_GROUP,
+    GATEWAY_X_GROUP,
+    KINDS,
+    KindInfo,
+    KubeObject,
+)
 
 if TYPE_CHECKING:
     from kubectl_gw.kube import Cluster, KubeTarget
@@ -94,27 +101,32 @@ def parse_selection(args: Sequence[str], namespace: str | None) -> Selection:
 
 # --------------------------------------------------------------------------- live reading
 
-_LIVE_KINDS = (
-    "Namespace",
-    "GatewayClass",
-    "Gateway",
-    "ListenerSet",
-    "ReferenceGrant",
-    "HTTPRoute",
-    "GRPCRoute",
-    "TLSRoute",
-    "TCPRoute",
-    "UDPRoute",
-    "Service",
+_LIVE_KINDS: tuple[tuple[str, str], ...] = (  # (group, kind)
+    ("", "Namespace"),
+    (GATEWAY_GROUP, "GatewayClass"),
+    (GATEWAY_GROUP, "Gateway"),
+    (GATEWAY_GROUP, "ListenerSet"),
+    (GATEWAY_GROUP, "ReferenceGrant"),
+    (GATEWAY_GROUP, "HTTPRoute"),
+    (GATEWAY_GROUP, "GRPCRoute"),
+    (GATEWAY_GROUP, "TLSRoute"),
+    (GATEWAY_GROUP, "TCPRoute"),
+    (GATEWAY_GROUP, "UDPRoute"),
+    ("", "Service"),
+    (ENVOY_GATEWAY_GROUP, "Backend"),  # backendRefs the engine resolves (Envoy Gateway's CRD)
 )
 _XLISTENERSET = KindInfo(
     GATEWAY_X_GROUP, "XListenerSet", "xlistenersets", True, "gateway-api", ("v1alpha1",)
 )
 
 
-def _info(kind: str) -> KindInfo:
-    group = "" if kind in ("Namespace", "Service", "Secret") else GATEWAY_GROUP
+def _info(group: str, kind: str) -> KindInfo:
     return next(k for k in KINDS if k.kind == kind and k.group == group)
+
+
+def _kind_label(group: str, kind: str) -> str:
+    """``Service`` for the core group, ``Backend.gateway.envoyproxy.io`` otherwise."""
+    return f"{kind}.{group}" if group else kind
 
 
 def _list_any_version(cluster: Cluster, info: KindInfo) -> list[KubeObject] | None:
@@ -144,10 +156,12 @@ def read_cluster(target: KubeTarget) -> tuple[list[KubeObject], list[str], str]:
     objects: list[KubeObject] = []
     notes: list[str] = []
     missing: list[str] = []
-    for kind in _LIVE_KINDS:
-        got = _list_any_version(cluster, _info(kind))
+    for group, kind in _LIVE_KINDS:
+        got = _list_any_version(cluster, _info(group, kind))
         if got is None:
-            missing.append(kind)
+            if group == ENVOY_GATEWAY_GROUP and not _refers_to(objects, group, kind):
+                continue  # Envoy Gateway's CRD, and no route (read before it) refers to it
+            missing.append(_kind_label(group, kind))
             continue
         objects.extend(got)
     legacy = _list_any_version(cluster, _XLISTENERSET)
@@ -157,6 +171,22 @@ def read_cluster(target: KubeTarget) -> tuple[list[KubeObject], list[str], str]:
         notes.append(f"not served by this cluster (CRD missing?): {', '.join(missing)}")
     objects.extend(_referenced_secrets(cluster, objects))
     return objects, notes, cluster.namespace
+
+
+def _refers_to(objects: Iterable[KubeObject], group: str, kind: str) -> bool:
+    """Does a route's backendRef (or a mirror filter's) name an object of this kind?"""
+    for obj in objects:
+        if not str(obj.get("kind", "")).endswith("Route"):
+            continue
+        for rule in (obj.get("spec") or {}).get("rules") or []:
+            refs = list((rule or {}).get("backendRefs") or [])
+            refs += [
+                ((f or {}).get("requestMirror") or {}).get("backendRef") or {}
+                for f in (rule or {}).get("filters") or []
+            ]
+            if any((r.get("group") or "", r.get("kind")) == (group, kind) for r in refs):
+                return True
+    return False
 
 
 def _referenced_secrets(cluster: Cluster, objects: Iterable[KubeObject]) -> list[KubeObject]:
@@ -170,7 +200,7 @@ def _referenced_secrets(cluster: Cluster, objects: Iterable[KubeObject]) -> list
             for ref in ((lis or {}).get("tls") or {}).get("certificateRefs") or []:
                 if (ref.get("group") or "") == "" and (ref.get("kind") or "Secret") == "Secret":
                     wanted.add((ref.get("namespace") or own_ns, ref.get("name") or ""))
-    info = _info("Secret")
+    info = _info("", "Secret")
     out: list[KubeObject] = []
     for ns, name in sorted(wanted):
         if not name:
@@ -867,7 +897,8 @@ def render_tree(view: View) -> str:
             if b.reason == "RefNotPermitted":
                 out.append(
                     f"    fix: add a ReferenceGrant in namespace {b.ref['namespace']} from "
-                    f"{r.kind} in {r.key.namespace} to Service {b.ref['name']}"
+                    f"{r.kind} in {r.key.namespace} to "
+                    f"{_kind_label(b.ref['group'], b.ref['kind'])} {b.ref['name']}"
                 )
         out.append("")
     orphans = [r for r in view.routes if not r.parents]

@@ -140,7 +140,7 @@ def main() -> int:
     from controller.run import Controller, ControllerConfig
     from kubectl_gw import cli, kube
     from kubectl_gw.io import load_inputs
-    from tests.bench import controller_harness as h
+    from tests.cluster import controller_harness as h
     from tests.realparts import controlplane, crds
     from tests.realparts.backends import start_backends
     from tests.realparts.bins import ensure_binaries

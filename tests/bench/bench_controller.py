@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench import controller_harness as h
+from tests.cluster import controller_harness as h
 
 PROPAGATION_ANCHORS = (("agentgateway", 0.030), ("Istio", 0.300), ("Envoy Gateway", 0.600))
 SETTLE_ANCHORS = (("Cilium", 1.0), ("Envoy Gateway", 23.0))

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import controller_harness as h
+from tests.cluster import controller_harness as h
 from tests.realparts import facts
 from tests.realparts.backends import register_service
 from tests.realparts.envoy_fixtures import EchoBackendsFactory
@@ -60,13 +60,13 @@ def test_churn_200_routes_zero_failures(
         cluster = run.cluster
         h.apply(cluster, h.gateway(namespace, run.class_name))
         h.apply(cluster, h.http_route(namespace, "main", MAIN, "main-a"))
-        h.wait_for(lambda: h.request(run.address, MAIN).backend == "main-a", 30, "main route")
+        h.wait_for(lambda: h.probe(run.address, MAIN).backend == "main-a", 30, "main route")
         prober = h.Prober(run.address, MAIN).start()
 
         latencies: list[float] = []
         before_200: Counter[int] = Counter()
-        after_200_bad: list[tuple[str, h.Answer]] = []
-        changed_bad: list[tuple[str, h.Answer]] = []
+        after_200_bad: list[tuple[str, h.Probe]] = []
+        changed_bad: list[tuple[str, h.Probe]] = []
         main_backend = "main-a"
         for i in range(ROUTES):
             host = f"r{i}.example.test"
@@ -77,7 +77,7 @@ def test_churn_200_routes_zero_failures(
             latencies.append(at - created)
             before_200.update(a.status for a in before)
             for _ in range(3):
-                answer = h.request(run.address, host)
+                answer = h.probe(run.address, host)
                 if answer.status != 200:
                     after_200_bad.append((host, answer))
             if i % 10 == 9:
@@ -102,11 +102,11 @@ def test_churn_200_routes_zero_failures(
                     ),
                 )
                 for _ in range(20):
-                    answer = h.request(run.address, f"r{earlier}.example.test")
+                    answer = h.probe(run.address, f"r{earlier}.example.test")
                     if answer.status != 200:
                         changed_bad.append((f"r{earlier}", answer))
                 h.wait_for(
-                    lambda b=main_backend: h.request(run.address, MAIN).backend == b,
+                    lambda b=main_backend: h.probe(run.address, MAIN).backend == b,
                     10,
                     f"main route on {main_backend}",
                 )

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import controller_harness as h
+from tests.cluster import controller_harness as h
 from tests.realparts import facts
 from tests.realparts.backends import register_service
 from tests.realparts.controlplane import ControlPlane
@@ -99,7 +99,7 @@ def _serve(running: h.Running, namespace: str, service: str, backend: str) -> di
     route = h.http_route(namespace, "web", HOST, service)
     h.apply(running.cluster, route)
     h.wait_for(
-        lambda: h.request(running.address, HOST).backend == backend, 30, f"traffic on {backend}"
+        lambda: h.probe(running.address, HOST).backend == backend, 30, f"traffic on {backend}"
     )
     return route
 
@@ -108,7 +108,7 @@ def _switch(running: h.Running, namespace: str, backend: str, what: str) -> floa
     """Point the route at ``backend``; seconds until Envoy answers from it."""
     began = time.monotonic()
     h.apply(running.cluster, h.http_route(namespace, "web", HOST, backend))
-    h.wait_for(lambda: h.request(running.address, HOST).backend.startswith(backend), 30, what)
+    h.wait_for(lambda: h.probe(running.address, HOST).backend.startswith(backend), 30, what)
     return time.monotonic() - began
 
 
@@ -238,7 +238,7 @@ def test_service_deleted_and_recreated(
     discovery.delete_collection_namespaced_endpoint_slice(
         fault_ns, label_selector="kubernetes.io/service-name=one"
     )
-    h.wait_for(lambda: h.request(running.address, HOST).status == 500, 15, "500 without a backend")
+    h.wait_for(lambda: h.probe(running.address, HOST).status == 500, 15, "500 without a backend")
 
     def resolved_refs() -> str:
         parents = h.get(running.cluster, route).get("status", {}).get("parents", [])
@@ -257,10 +257,10 @@ def test_service_deleted_and_recreated(
     recreated_at = time.monotonic()
     register_service(fault_api, fault_ns, "one", echo_backends(["one-b"], routable=True))
     h.wait_for(
-        lambda: h.request(running.address, HOST).backend == "one-b", 15, "the recreated Service"
+        lambda: h.probe(running.address, HOST).backend == "one-b", 15, "the recreated Service"
     )
     back = time.monotonic() - recreated_at
-    answers = [h.request(running.address, HOST) for _ in range(20)]
+    answers = [h.probe(running.address, HOST) for _ in range(20)]
     assert {(a.status, a.backend) for a in answers} == {(200, "one-b")}
     h.wait_for(lambda: resolved_refs() == "True/ResolvedRefs", 15, "ResolvedRefs back to True")
     facts.record(
@@ -345,7 +345,7 @@ def test_watch_expired_410_relists(
         },
     )
     h.wait_for(
-        lambda: h.request(running.address, HOST).backend == "one-b",
+        lambda: h.probe(running.address, HOST).backend == "one-b",
         15,
         "the endpoints changed after the 410 to reach Envoy",
     )

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from controller import gatewayapi_to_ir
 from tests.cluster.controller_harness import EG, GW, Running, start_controller, wait_for
 from tests.realparts import facts
 from tests.realparts.backends import (
@@ -140,7 +139,9 @@ def stage(
             kube_api, namespace, "silent", [EchoBackend("silent", silent.address, silent.port)]
         )
         workdir = tmp_path_factory.mktemp("features-envoy")
-        with start_controller(kube_cluster, envoy_binary, workdir, prefix="features") as running:
+        with start_controller(
+            kube_cluster.kubeconfig, envoy_binary, workdir, prefix="features"
+        ) as running:
             running.apply(
                 {
                     "apiVersion": GW,
@@ -902,8 +903,11 @@ def test_eg_ext_auth_grpc_to_a_backend_kind(stage: Stage) -> None:
         assert (seen["path"], seen["headers"]["x-auth-user"]) == (marker, "grpc-alice")
         check = authz.checks[-1]
         assert (check.path, check.host, check.headers["x-allow"]) == (marker, host, "yes")
-        stage.running.wait_status("/down/y", host, 503)  # the service cannot be reached
-        assert not [r for r in echo[0].requests if r["path"].startswith("/down")]
+        # the service cannot be reached (polls before that policy was programmed went through)
+        stage.running.wait_status("/down/y", host, 503)
+        before = len(echo[0].requests)
+        assert stage.running.request("/down/z", host=host).status == 503
+        assert not [r for r in echo[0].requests[before:] if r["path"].startswith("/down")]
         facts.record(f"controller features: gRPC ext_authz answered {len(authz.checks)} checks")
     finally:
         authz.stop()
@@ -911,9 +915,9 @@ def test_eg_ext_auth_grpc_to_a_backend_kind(stage: Stage) -> None:
 
 
 def test_eg_backend_fqdn(stage: Stage) -> None:
-    """A Backend with an ``fqdn`` endpoint (``localhost``, a loopback echo): a STRICT_DNS
-    cluster when ``SERVE_DNS_BACKENDS`` is on; until then the rule fails closed with a 500 and
-    the rest of the route is unaffected."""
+    """A Backend with an ``fqdn`` endpoint (``localhost``, a loopback echo) is a STRICT_DNS
+    cluster: Envoy resolves it itself (no EDS), and the push is not held waiting for its
+    endpoints, so the route serves it and the rest of the route is unaffected."""
     echo = EchoBackend.start("by-fqdn", "127.0.0.1")
     try:
         stage.running.apply(
@@ -933,13 +937,9 @@ def test_eg_backend_fqdn(stage: Stage) -> None:
             ],
         )
         stage.running.wait_status("/", host)
-        if gatewayapi_to_ir.SERVE_DNS_BACKENDS:
-            answer = stage.running.wait_status("/dns/x", host)
-            assert answer.backend == "by-fqdn"
-            assert echo.requests[-1]["path"] == "/dns/x"
-        else:
-            assert stage.running.request("/dns/x", host=host).status == 500
-            assert not echo.requests
+        answer = stage.running.wait_status("/dns/x", host)
+        assert answer.backend == "by-fqdn"
+        assert echo.requests[-1]["path"] == "/dns/x"
         assert stage.running.request("/other", host=host).backend == "b"
     finally:
         echo.stop()

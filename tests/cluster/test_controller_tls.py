@@ -216,7 +216,7 @@ def stage(
     backends = start_backends(["app"])
     try:
         with start_controller(
-            kube_cluster, envoy_binary, workdir, ports=(443,), prefix="tls"
+            kube_cluster.kubeconfig, envoy_binary, workdir, ports=(443,), prefix="tls"
         ) as running:
             ns = namespace
             running.apply(

@@ -36,7 +36,9 @@ PLURALS = {
     "Gateway": (f"{GW}/v1", "gateways", True),
     "HTTPRoute": (f"{GW}/v1", "httproutes", True),
     "ReferenceGrant": (f"{GW}/v1beta1", "referencegrants", True),
+    "Backend": ("gateway.envoyproxy.io/v1alpha1", "backends", True),
 }
+EG_BACKEND = {"group": "gateway.envoyproxy.io", "kind": "Backend"}
 
 
 def _path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
@@ -72,6 +74,14 @@ def _manifests(ns: str) -> list[dict[str, Any]]:
     def svc(name: str, namespace: str, port: int = 80) -> dict[str, Any]:
         return _obj("Service", name, namespace, {"ports": [{"port": port}]})
 
+    def backend(name: str, namespace: str) -> dict[str, Any]:
+        return _obj(
+            "Backend",
+            name,
+            namespace,
+            {"endpoints": [{"ip": {"address": "192.0.2.1", "port": 8080}}]},
+        )
+
     pem = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
     return [
         _obj("Namespace", apps, None, {}, metadata={"labels": {"expose": "yes"}}),
@@ -90,6 +100,8 @@ def _manifests(ns: str) -> list[dict[str, Any]]:
         svc("app", apps),
         svc("db", data, 5432),
         svc("cache", data, 6379),
+        backend("local", ns),
+        backend("remote", data),
         _obj(
             "ReferenceGrant",
             "from-apps",
@@ -154,6 +166,23 @@ def _manifests(ns: str) -> list[dict[str, Any]]:
             },
         ),
         route("typo", ns, {"parentRefs": [{"name": "gw", "sectionName": "htpp"}]}),
+        route(
+            "eg",
+            ns,
+            {
+                "parentRefs": [{"name": "gw", "sectionName": "http"}],
+                "hostnames": ["eg.example.com"],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/remote"}}],
+                        "backendRefs": [
+                            {**EG_BACKEND, "name": "remote", "namespace": data, "port": 80}
+                        ],
+                    },
+                    {"backendRefs": [{**EG_BACKEND, "name": "local", "port": 80}]},
+                ],
+            },
+        ),
         route(
             "blocked",
             apps,
@@ -269,6 +298,7 @@ def test_live_describe_equals_offline(
         ("NS", "web-v2"): [(True, "Accepted")],
         ("NS", "blog"): [(False, "NoMatchingListenerHostname")],
         ("NS", "typo"): [(False, "NoMatchingParent")],
+        ("NS", "eg"): [(True, "Accepted")],
         ("NS-apps", "blocked"): [(False, "NotAllowedByListeners")],
         ("NS-apps", "selected"): [(True, "Accepted")],
     }
@@ -278,10 +308,15 @@ def test_live_describe_equals_offline(
         ("cache", "RefNotPermitted"),
         ("app", "ResolvedRefs"),
     ]
+    eg = next(r for r in live["routes"] if r["name"] == "eg")  # Backends read from the cluster
+    assert [(b["ref"]["name"], b["reason"]) for b in eg["backends"]] == [
+        ("remote", "RefNotPermitted"),
+        ("local", "ResolvedRefs"),
+    ]
     (gateway,) = live["gateways"]
     listeners = {lis["name"]: lis for lis in gateway["listeners"]}
     assert {n: lis["attachedRoutes"] for n, lis in listeners.items()} == {
-        "http": 2,
+        "http": 3,
         "selected": 1,
         "https": 0,
     }
@@ -297,6 +332,11 @@ def test_live_describe_equals_offline(
     tree, _ = _describe(capsys, *scope, "--kubeconfig", kubeconfig)
     assert "no controller has accepted GatewayClass" in tree
     assert "NotAllowedByListeners" in tree
+    assert (
+        f"fix: add a ReferenceGrant in namespace {namespace}-data from HTTPRoute in {namespace} "
+        "to Backend.gateway.envoyproxy.io remote" in tree
+    )
+    assert f"from HTTPRoute in {namespace}-apps to Service cache" in tree
     facts.record(
         f"describe live vs offline: {len(live['routes'])} routes, "
         f"{sum(len(g['listeners']) for g in live['gateways'])} listeners, results equal"
@@ -349,7 +389,7 @@ def test_live_describe_flags_written_status(
             "supportedKinds": [{"group": GW, "kind": "HTTPRoute"}],
             "conditions": [cond("Accepted", "True", "Accepted", 1)],
         }
-        for name, count in (("http", 3), ("selected", 1), ("https", 0))
+        for name, count in (("http", 4), ("selected", 1), ("https", 0))
     ]
     _status_patch(
         kube_api,
@@ -403,7 +443,7 @@ def test_live_describe_flags_written_status(
     stale = findings[("HTTPRoute", "web", "stale")]
     assert "observedGeneration 1" in stale and "metadata.generation 2" in stale
     count = findings[("Gateway", "gw", "countMismatch")]
-    assert "listener http" in count and "attachedRoutes 3" in count and "computes 2" in count
+    assert "listener http" in count and "attachedRoutes 4" in count and "computes 3" in count
     mismatch = findings[("HTTPRoute", "blocked", "conditionMismatch")]
     assert "True/Accepted" in mismatch and "False/NotAllowedByListeners" in mismatch
     assert "example.com/other" in findings[("HTTPRoute", "web", "foreignController")]

@@ -144,7 +144,11 @@ def test_ingress_nginx_example_serves_as_nginx_did(
         _localized(EXAMPLES / "ingress-nginx", source, {"shop": shop, "docs": docs})
 
         with start_controller(
-            kube_cluster, envoy_binary, tmp_path / "envoy", ports=(80, 443), prefix="examples"
+            kube_cluster.kubeconfig,
+            envoy_binary,
+            tmp_path / "envoy",
+            ports=(80, 443),
+            prefix="examples",
         ) as running:
             started = time.monotonic()
             code = cli.run(

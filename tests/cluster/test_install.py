@@ -25,7 +25,7 @@ from controller.status import STATUS_KINDS
 from kubectl_gw import kube
 from kubectl_gw.cli import run
 from kubectl_gw.errors import ClusterError
-from tests.bench import controller_harness as h
+from tests.cluster import controller_harness as h
 from tests.realparts.backends import register_service
 from tests.realparts.envoy import unique_base_id
 from tests.realparts.envoy_fixtures import EchoBackendsFactory
@@ -157,7 +157,7 @@ def test_controller_runs_with_only_the_installed_rbac(
         try:
             address = ("127.0.0.1", 80 + offset)
             h.wait_for(
-                lambda: h.request(address, "rbac.example.test").backend == "web", 30, "traffic"
+                lambda: h.probe(address, "rbac.example.test").backend == "web", 30, "traffic"
             )
 
             def accepted() -> bool:

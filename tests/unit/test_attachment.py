@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller import attachment as att
 from controller import hostnames as hn
 from controller import precedence as prec
 
@@ -172,3 +173,77 @@ def test_grpc_matching() -> None:
     any_method = prec.grpc_match({"method": {"service": "shop.Cart"}})
     assert isinstance(any_method, prec.GRPCMatch)
     assert prec.grpc_covers(any_method, match) and not prec.grpc_covers(match, any_method)
+
+
+# --------------------------------------------------------------------------- shadowing
+
+
+def _naive_shadow(kind: str, entries: list[att.RoutingEntry]) -> list[int | None]:
+    """The definition: an entry is shadowed by the first earlier entry, itself not shadowed,
+    whose hostname covers its own and whose match covers its own (any for TCP/UDP, the same SNI
+    for TLS). Quadratic on purpose: the engine buckets candidates by hostname instead."""
+    winners: list[int | None] = []
+    for i, entry in enumerate(entries):
+        found: int | None = None
+        for j in range(i):
+            earlier = entries[j]
+            if winners[j] is not None or not hn.covers(earlier.hostname, entry.hostname):
+                continue
+            if kind in ("TCPRoute", "UDPRoute"):
+                covered = True
+            elif kind == "TLSRoute":
+                covered = earlier.hostname == entry.hostname
+            else:
+                assert isinstance(earlier.match, prec.HTTPMatch)
+                assert isinstance(entry.match, prec.HTTPMatch)
+                covered = prec.http_covers(earlier.match, entry.match)
+            if covered:
+                found = j
+                break
+        winners.append(found)
+    return winners
+
+
+_small_host = st.one_of(
+    st.sampled_from(["a.x", "b.x", "a.b.x", "x"]),
+    st.sampled_from(["*.x", "*.b.x", "*"]),
+)
+_small_match = st.sampled_from(
+    [
+        _m("/"),
+        _m("/a"),
+        _m("/a", "Exact"),
+        _m("/a/b"),
+        _m("/", headers=[{"name": "h", "value": "1"}]),
+        _m("/a", method="GET"),
+    ]
+)
+
+
+@given(
+    st.sampled_from(["HTTPRoute", "TLSRoute", "TCPRoute"]),
+    st.lists(st.tuples(_small_host, _small_match), max_size=40),
+    st.booleans(),
+)
+def test_shadowing_equals_the_first_covering_earlier_entry(
+    kind: str, raw: list[tuple[str, prec.HTTPMatch]], in_key_order: bool
+) -> None:
+    # The engine passes entries in key order, where a covering hostname always comes first;
+    # out of order too, so that wildcard winners are exercised.
+    entries: list[att.RoutingEntry] = []
+    for n, (host, match) in enumerate(raw):
+        order = prec.RouteOrder("", "ns", f"r{n:03}")
+        http = kind == "HTTPRoute"
+        key = prec.http_key(host, match, order, 0, 0) if http else prec.plain_key(host, order, 0, 0)
+        route = att.ObjKey(kind, "ns", f"r{n:03}")
+        entries.append(
+            att.RoutingEntry(0, route, 0, None, 0, host, match if http else None, [], key=key)
+        )
+    if in_key_order:
+        entries.sort(key=lambda e: e.key)
+    expected = _naive_shadow(kind, entries)
+    att._shadow(kind, entries)
+    index = {id(e): i for i, e in enumerate(entries)}
+    got = [None if e.shadowed_by is None else index[id(e.shadowed_by)] for e in entries]
+    assert got == expected
+    assert all((e.shadowed_by is None) == (e.shadow_reason == "") for e in entries)

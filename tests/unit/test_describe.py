@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubectl_gw import cli
+from kubectl_gw.errors import ClusterError
+from kubectl_gw.model import KindInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "describe"
@@ -265,3 +268,132 @@ def test_offline_describe_does_not_import_kubernetes() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stderr
+
+
+_REFS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: ours}
+spec: {controllerName: kubectl-gw.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: ours
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs:
+    - {group: gateway.envoyproxy.io, kind: Backend, name: ext, namespace: shared, port: 80}
+    - {name: db, namespace: shared, port: 80}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {name: ext, namespace: shared}
+spec: {endpoints: [{ip: {address: 192.0.2.1, port: 80}}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shared}
+spec: {ports: [{port: 80}]}
+"""
+
+
+def test_ref_not_permitted_fix_names_the_kind_and_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.yaml").write_text(_REFS)
+    code, out, _ = run(["describe", "-f", str(tmp_path)], capsys)
+    assert code == 0
+    fixes = [line.strip() for line in out.splitlines() if "fix: add a ReferenceGrant" in line]
+    assert fixes == [
+        "fix: add a ReferenceGrant in namespace shared from HTTPRoute in infra to "
+        "Backend.gateway.envoyproxy.io ext",
+        "fix: add a ReferenceGrant in namespace shared from HTTPRoute in infra to Service db",
+    ]
+
+
+class _FakeCluster:
+    """Serves collections from a dict of path → items; any other collection is a 404."""
+
+    namespace = "default"
+
+    def __init__(self, served: dict[str, list[dict[str, Any]]]) -> None:
+        self.served = served
+        self.asked: list[str] = []
+
+    def collection_path(self, info: KindInfo, namespace: str | None, version: str = "") -> str:
+        base = f"/apis/{info.group}/{version}" if info.group else f"/api/{version}"
+        return f"{base}/{info.plural}"
+
+    def request(self, method: str, path: str, **_: Any) -> Any:
+        self.asked.append(path)
+        if path not in self.served:
+            raise ClusterError("the server could not find the requested resource", status=404)
+        return {"items": [dict(item) for item in self.served[path]]}
+
+    def get_object(self, info: KindInfo, namespace: str | None, name: str) -> Any:
+        return None
+
+
+def _route_to_backend() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "infra"},
+        "spec": {
+            "rules": [
+                {
+                    "filters": [
+                        {
+                            "type": "RequestMirror",
+                            "requestMirror": {
+                                "backendRef": {
+                                    "group": "gateway.envoyproxy.io",
+                                    "kind": "Backend",
+                                    "name": "ext",
+                                }
+                            },
+                        }
+                    ]
+                }
+            ]
+        },
+    }
+
+
+@pytest.mark.parametrize("refers", [False, True])
+def test_live_read_tolerates_a_missing_backend_crd(
+    refers: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubectl_gw import kube
+    from kubectl_gw.describe import read_cluster
+
+    routes = [_route_to_backend()] if refers else []
+    fake = _FakeCluster({"/apis/gateway.networking.k8s.io/v1/httproutes": routes})
+    monkeypatch.setattr(kube, "connect", lambda target: fake)
+    objects, notes, _ = read_cluster(kube.KubeTarget())
+    assert "/apis/gateway.envoyproxy.io/v1alpha1/backends" in fake.asked
+    assert [o["kind"] for o in objects] == (["HTTPRoute"] if refers else [])
+    (note,) = notes
+    assert note.startswith("not served by this cluster (CRD missing?): Namespace, GatewayClass")
+    # Envoy Gateway's Backend is only news when a route refers to one
+    assert ("Backend.gateway.envoyproxy.io" in note) == refers
+
+
+def test_live_read_lists_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubectl_gw import kube
+    from kubectl_gw.describe import read_cluster
+
+    backend = {"metadata": {"name": "ext", "namespace": "shared"}, "spec": {}}
+    fake = _FakeCluster({"/apis/gateway.envoyproxy.io/v1alpha1/backends": [backend]})
+    monkeypatch.setattr(kube, "connect", lambda target: fake)
+    objects, notes, _ = read_cluster(kube.KubeTarget())
+    assert [(o["apiVersion"], o["kind"]) for o in objects] == [
+        ("gateway.envoyproxy.io/v1alpha1", "Backend")
+    ]
+    assert "Backend" not in notes[0]

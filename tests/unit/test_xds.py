@@ -25,7 +25,7 @@ from controller.translate import (
     ROUTE_TYPE,
     SECRET_TYPE,
 )
-from controller.xds import AdsServer
+from controller.xds import AdsServer, _eds_clusters, _Entry, make_snapshot
 
 SHORT = translate.SHORT_TYPE_NAMES
 
@@ -344,6 +344,76 @@ def test_delta_sends_changes_and_removals(server: AdsServer, envoys: list[FakeEn
     client.ask(CLUSTER_TYPE, ack=cds)
     assert server.wait_synced(generation, 5)
     client.silent()
+
+
+def test_a_dns_cluster_does_not_hold_the_push(server: AdsServer, envoys: list[FakeEnvoy]) -> None:
+    """Envoy never subscribes to EDS for a STRICT_DNS cluster: the walk waits for the endpoints
+    of the EDS clusters only, then goes on to listeners and routes."""
+    base = model("svc/a/80", "backend/ns/dns/80")
+    dns = ir.Cluster("backend/ns/dns/80", dns_hosts=(("backend.example.test", 80),))
+    resources = translate.translate(
+        ir.IR(
+            listeners=base.listeners,
+            clusters=(ir.Cluster("svc/a/80"), dns),
+            endpoints=base.endpoints[:1],
+        )
+    )
+    assert set(resources.of(ENDPOINT_TYPE)) == {"svc/a/80"}  # no load assignment for DNS
+    generation = server.set_resources(resources)
+    client = connect(server, envoys)
+    client.ask(CLUSTER_TYPE)
+    client.ask(LISTENER_TYPE)
+    cds = client.recv()
+    assert names(cds) == ["backend/ns/dns/80", "svc/a/80"]
+    client.ask(ENDPOINT_TYPE, ("svc/a/80",))  # the EDS cluster only, as Envoy does
+    client.ask(CLUSTER_TYPE, ack=cds)
+    eds = client.recv()
+    assert (eds.type_url, names(eds)) == (ENDPOINT_TYPE, ["svc/a/80"])
+    client.silent()  # still warming: svc/a/80's endpoints are not ACKed yet
+    client.ask(ENDPOINT_TYPE, ("svc/a/80",), ack=eds)
+    lds = client.recv()
+    assert lds.type_url == LISTENER_TYPE
+    client.ask(ROUTE_TYPE, ("http-80",))
+    client.ask(LISTENER_TYPE, ack=lds)
+    rds = client.recv()
+    assert rds.type_url == ROUTE_TYPE
+    client.ask(ROUTE_TYPE, ("http-80",), ack=rds)
+    assert server.wait_synced(generation, 5)
+
+
+def test_only_dns_clusters_go_straight_to_listeners(
+    server: AdsServer, envoys: list[FakeEnvoy]
+) -> None:
+    base = model("backend/ns/dns/80")
+    dns = ir.Cluster("backend/ns/dns/80", dns_hosts=(("backend.example.test", 80),))
+    server.set_resources(translate.translate(ir.IR(listeners=base.listeners, clusters=(dns,))))
+    client = connect(server, envoys)
+    client.ask(CLUSTER_TYPE)
+    client.ask(LISTENER_TYPE)
+    cds = client.recv()
+    client.ask(CLUSTER_TYPE, ack=cds)
+    assert client.recv().type_url == LISTENER_TYPE
+
+
+def test_eds_clusters_after_a_delta_reconnect() -> None:
+    """Clusters Envoy reports on reconnect carry only a version: their type is the target's when
+    the content is the same; one the target does not have was warmed on the earlier stream."""
+    model_ = model("svc/a/80")
+    dns = ir.Cluster("backend/ns/dns/80", dns_hosts=(("backend.example.test", 80),))
+    snapshot = make_snapshot(
+        1,
+        translate.translate(
+            ir.IR(model_.listeners, (ir.Cluster("svc/a/80"), dns), model_.endpoints)
+        ),
+    )
+    target = snapshot.of(CLUSTER_TYPE)
+    assert target["svc/a/80"].eds and not target["backend/ns/dns/80"].eds
+    learnt = {n: _Entry(n, e.version, None) for n, e in target.items()}
+    learnt["old"] = _Entry("old", "v0", None)
+    assert _eds_clusters(learnt, target) == {"svc/a/80"}
+    assert _eds_clusters(dict(target), target) == {"svc/a/80"}
+    learnt["svc/a/80"] = _Entry("svc/a/80", "other", None)  # changed: resent before the wait
+    assert _eds_clusters(learnt, target) == set()
 
 
 def test_wait_synced_needs_a_stream(server: AdsServer) -> None:
