@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
@@ -63,6 +64,16 @@ from google.protobuf import any_pb2, duration_pb2, json_format, wrappers_pb2
 from google.protobuf.message import Message
 
 from controller import ir
+
+# The host's CA bundle, for upstream TLS with the system CAs (Debian/Ubuntu, Fedora/RHEL,
+# Alpine, macOS with Homebrew OpenSSL); Envoy reads the file itself. The first that exists.
+_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/opt/homebrew/etc/openssl@3/cert.pem",
+)
+SYSTEM_CA_BUNDLE = next((p for p in _CA_BUNDLES if Path(p).is_file()), _CA_BUNDLES[0])
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -993,9 +1004,10 @@ def cluster_message(item: ir.Cluster) -> cluster_pb2.Cluster:
                 secret_pb2.SdsSecretConfig(name=item.tls.ca_secret, sds_config=_ads())
             )
         else:
-            validation.system_root_certs.CopyFrom(
-                common_pb2.CertificateValidationContext.SystemRootCerts()
-            )
+            # "System" CAs: Envoy does not implement system_root_certs for proxies (it refuses
+            # SAN checks without a trusted CA, and that NACK would block every later cluster
+            # update), so point it at the host's CA bundle file.
+            validation.trusted_ca.CopyFrom(base_pb2.DataSource(filename=SYSTEM_CA_BUNDLE))
             common.validation_context.CopyFrom(validation)
         context = tls_pb2.UpstreamTlsContext(sni=item.tls.sni, common_tls_context=common)
         message.transport_socket.CopyFrom(
