@@ -21,9 +21,7 @@ tests.realparts.bins ensure``); exits 1 with one line if a part cannot start.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime
 import http.client
 import json
 import os
@@ -73,44 +71,6 @@ def endpoint_slice(service: dict[str, Any], backend: Any) -> dict[str, Any]:
     }
 
 
-def tls_secret(namespace: str, name: str, hosts: list[str]) -> dict[str, Any]:
-    """A self-signed certificate for ``hosts`` (the Ingresses' TLS secrets are not examples)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
-            "tls.key": base64.b64encode(pem_key).decode(),
-        },
-    }
-
-
 def get(
     port: int, host: str, path: str, *, tls: bool, headers: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
@@ -141,7 +101,7 @@ def main() -> int:
     from kubectl_gw import cli, kube
     from kubectl_gw.io import load_inputs
     from tests.cluster import controller_harness as h
-    from tests.realparts import controlplane, crds
+    from tests.realparts import certs, controlplane, crds
     from tests.realparts.backends import start_backends
     from tests.realparts.bins import ensure_binaries
     from tests.realparts.netns import TestNetwork
@@ -194,7 +154,7 @@ def main() -> int:
         for ingress in ingresses:
             for tls in ingress["spec"].get("tls") or []:
                 ns = ingress["metadata"]["namespace"]
-                h.apply(cluster, tls_secret(ns, tls["secretName"], list(tls["hosts"])))
+                h.apply(cluster, certs.tls_secret(ns, tls["secretName"], list(tls["hosts"])))
         say("self-signed certificates for the Ingresses' TLS secrets")
 
         say(f"$ kubectl gw migrate -A --apply --gateway-class {CLASS}")

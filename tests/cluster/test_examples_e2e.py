@@ -11,7 +11,6 @@ made here.
 
 from __future__ import annotations
 
-import datetime
 import re
 import time
 import uuid
@@ -29,42 +28,12 @@ from tests.cluster.controller_harness import (
     tls_request,
     wait_for,
 )
-from tests.realparts import facts
+from tests.realparts import certs, facts
 from tests.realparts.backends import register_service
 from tests.realparts.envoy_fixtures import EchoBackendsFactory
 
 pytestmark = [pytest.mark.cluster, pytest.mark.envoy]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _certificate(hosts: list[str]) -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
 
 
 def _sans(der: bytes) -> list[str]:
@@ -79,25 +48,10 @@ def _sans(der: bytes) -> list[str]:
 
 
 def _tls_secret(kube_api: Any, namespace: str, name: str, hosts: list[str]) -> None:
-    import base64
-
     from kubernetes import client
 
-    cert, key = _certificate(hosts)
     core: Any = client.CoreV1Api(kube_api)
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "type": "kubernetes.io/tls",
-            "data": {
-                "tls.crt": base64.b64encode(cert).decode(),
-                "tls.key": base64.b64encode(key).decode(),
-            },
-        },
-    )
+    core.create_namespaced_secret(namespace, certs.tls_secret(namespace, name, hosts))
 
 
 def _localized(source: Path, target: Path, renames: dict[str, str]) -> None:
