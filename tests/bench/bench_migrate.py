@@ -191,10 +191,10 @@ class SizeResult:
 
 
 def run_size(size: int, runs: int, tools: list[Tool], workdir: Path) -> SizeResult:
+    tools = [Tool(t.label, t.argv_for) for t in tools]  # each size keeps its own samples
     path = corpus.write(workdir / f"corpus-{size}.yaml", size)
     objects = len(corpus.generate(size))
     for tool in tools:
-        tool.samples.clear()
         warm = measure(tool.command(path), workdir)  # page cache, .pyc files; not counted
         if warm.returncode != 0:
             err = (workdir / "stderr").read_text(errors="replace").strip().splitlines()
