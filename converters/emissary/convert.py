@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from converters import naming
@@ -55,6 +55,7 @@ from converters.report import Conversion, Report
 from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject, ObjectRef
 
 MAX_RULES = 16
+MAX_PARENTS = 32  # Gateway API: a route's spec.parentRefs has at most 32 items
 _GRPC_PATH = re.compile(
     r"^/([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)/([A-Za-z_][A-Za-z0-9_]*)?$"
 )
@@ -117,6 +118,8 @@ class Route:
     part: int = 0
     name: str = ""
     redirect_host: HostIR | None = None
+    copy: int = 0  # > 0: a copy for more parentRefs than one route may have
+    copies: int = 1  # how many routes the original was split into
 
     @property
     def ref(self) -> ObjectRef:
@@ -210,9 +213,11 @@ class _Run:
         needs.extend(tcp_plan.needs)
         layout = plan(needs, self.layout_options, self.grants)
         self.out.extend(layout.objects)
+        routes = [copy for route in routes for copy in _split_parents(route, layout.parents)]
         self._name(routes)
         for route in routes:
             self._render(route, layout.parents)
+        self._note_copies(routes)
         tcp.render_tcp(tcp_plan, layout, self.grants, self.out)
         listeners.host_tls_policies(hosts, layout, self.https_port, self.eg, self.out, self.grants)
         gateways = [o for o in self.out if o["kind"] == "Gateway"]
@@ -857,6 +862,8 @@ class _Run:
                 base += "-grpc"
             if r.part:
                 base += f"-{r.part + 1}"
+            if r.copy:
+                base += f"-parents-{r.copy + 1}"
             wanted[f"{r.kind}/{r.namespace}"][i] = base
         for bucket in wanted.values():
             for index, name in naming.allocate(bucket).items():
@@ -877,6 +884,27 @@ class _Run:
             for key, name in naming.allocate(bucket).items():
                 pair: tuple[str, str] = key  # type: ignore[assignment]
                 self.policy_names[(ns, pair[0], pair[1])] = name
+
+    def _note_copies(self, routes: list[Route]) -> None:
+        """Tell each Mapping of a route split for its parentRefs which routes carry it."""
+        names: dict[int, list[str]] = defaultdict(list)  # copies share their groups list
+        for r in routes:
+            if r.copies > 1:
+                names[id(r.groups)].append(r.name)
+        for r in routes:
+            if r.copies <= 1 or r.copy:
+                continue
+            copies = names[id(r.groups)]
+            for g in r.groups:
+                for m in g.members:
+                    m.src.note(
+                        "prefix",
+                        "converted",
+                        f"its {r.kind} attaches to more listeners than Gateway API's "
+                        f"{MAX_PARENTS} parentRefs per route: the same rules are written to "
+                        f"{len(copies)} {r.kind}s ({', '.join(copies)}), each with its own "
+                        "policies",
+                    )
 
     # ------------------------------------------------------------------ rendering
 
@@ -1437,6 +1465,29 @@ class _Run:
                 "spec": {"endpoints": [endpoint]},
             }
             self.out.append(stamp(obj, [s.ref for s in srcs]))
+
+
+def _split_parents(route: Route, parents: dict[ListenerKey, dict[str, Any]]) -> list[Route]:
+    """``route`` as routes of at most :data:`MAX_PARENTS` distinct parentRefs each, in the
+    order of its keys; every copy carries the same groups (so the same rules and policies)."""
+    chunks: list[list[ListenerKey]] = [[]]
+    seen: list[dict[str, Any]] = []
+    for key in route.keys:
+        parent = parents.get(key)
+        if parent is not None and parent not in seen:
+            if len(seen) == MAX_PARENTS * len(chunks):
+                chunks.append([])
+            seen.append(parent)
+        if parent is None:
+            chunks[0].append(key)
+        else:
+            chunks[seen.index(parent) // MAX_PARENTS].append(key)
+    if len(chunks) == 1:
+        return [route]
+    return [
+        replace(route, keys=tuple(keys), copy=i, copies=len(chunks))
+        for i, keys in enumerate(chunks)
+    ]
 
 
 def _emissary_key(g: Group) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from converters.api import ExistingGateway, MigrateOptions
@@ -308,3 +308,54 @@ def test_more_than_64_certificates_for_one_hostname_are_capped_and_reported() ->
     ]
     assert len(dropped) == 2
     assert all("64 certificates, the most Gateway API allows" in e.message for e in dropped)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 40), st.booleans())
+@example(16, False)
+@example(17, False)
+@example(40, True)
+def test_routes_past_32_parent_refs_are_split_into_copies(hosts: int, grpc: bool) -> None:
+    objects = [
+        _obj(
+            "Host",
+            "shop",
+            f"site-{i:02d}",
+            {
+                "hostname": f"site-{i:02d}.example.com",
+                "tlsSecret": {"name": f"site-{i:02d}"},
+                "requestPolicy": {"insecure": {"action": "Route"}},
+            },
+        )
+        for i in range(hosts)
+    ]
+    objects.append(_obj("AuthService", "auth", "authn", {"auth_service": "ext:3000"}))
+    web: dict[str, Any] = {"hostname": "*", "prefix": "/", "service": "web"}
+    web |= {"retry_policy": {"retry_on": "5xx"}, "bypass_auth": True}
+    if grpc:
+        web |= {"prefix": "/shop.Orders/", "rewrite": "", "grpc": True}
+        web.pop("bypass_auth")
+    objects.append(_obj("Mapping", "shop", "web", web))
+    conversion = _convert(objects)
+    assert not gwapi_limits.violations(conversion.objects)
+    kind = "GRPCRoute" if grpc else "HTTPRoute"
+    routes = [o for o in conversion.objects if o["kind"] == kind]
+    assert len(routes) == -(-2 * hosts // 32)
+    parents = [repr(p) for r in routes for p in r["spec"]["parentRefs"]]
+    assert len(parents) == len(set(parents)) == 2 * hosts
+    assert all(r["spec"]["rules"] == routes[0]["spec"]["rules"] for r in routes)
+    names = sorted(r["metadata"]["name"] for r in routes)
+    assert len(set(names)) == len(names)
+    for policy_kind in ["BackendTrafficPolicy"] + ([] if grpc else ["SecurityPolicy"]):
+        targeted = sorted(
+            t["name"]
+            for o in conversion.objects
+            if o["kind"] == policy_kind
+            for t in o["spec"]["targetRefs"]
+            if t["kind"] == kind
+        )
+        assert targeted == names, policy_kind
+    _status, _message, outputs = _entry(conversion, "web", "spec.service")
+    assert sorted(o.split("/")[1] for o in outputs if o.startswith(kind)) == names
+    if len(routes) > 1:
+        assert "the same rules are written to" in _entry(conversion, "web", "spec.prefix")[1]
