@@ -327,51 +327,27 @@ def api_request(
     content_type: str | None = None,
     timeout: float = 60.0,
 ) -> Obj:
-    """One raw API request through ApiClient (auth, TLS, host from its configuration).
-
-    Generic on purpose: the typed APIs would deserialise megabyte CRDs into models.
-    """
+    """One raw API request through the product's ``kube.Cluster.request`` (raw JSON: the typed
+    APIs would deserialise megabyte CRDs into models). Failures raise ``ApiException`` with
+    the HTTP status and the API server's message as body, as the tests expect."""
     from kubernetes.client.exceptions import ApiException
 
-    headers = {"Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    if hasattr(api_client, "param_serialize"):  # kubernetes >= 35 (openapi-generator 7 layout)
-        req_method, url, req_headers, req_body, post = api_client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+    from kubectl_gw.errors import ClusterError
+    from kubectl_gw.kube import Cluster
+
+    cluster = Cluster(
+        api=api_client,
+        context="",
+        namespace="default",
+        all_namespaces=False,
+        request_timeout=timeout,
+    )
+    try:
+        result = cluster.request(
+            method, path, query=query, body=body, content_type=content_type or "application/json"
         )
-        response: Any = api_client.call_api(
-            req_method,
-            url,
-            header_params=req_headers,
-            body=req_body,
-            post_params=post,
-            _request_timeout=timeout,
-        )
-        data = response.read()
-    else:  # older clients: call_api(path, method, ...) raises ApiException itself
-        legacy: Any = api_client
-        response = legacy.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
-            _request_timeout=timeout,
-        )
-        data = response.data
-    text = data.decode("utf-8", errors="replace") if data else ""
-    if not 200 <= response.status < 300:
-        raise ApiException(status=response.status, reason=response.reason, body=text)
-    result = json.loads(text) if text else {}
+    except ClusterError as err:
+        raise ApiException(status=err.status or 0, reason=str(err), body=str(err)) from err
     return result if isinstance(result, dict) else {}
 
 
