@@ -4,8 +4,9 @@ Pure. The Gateway API orders every (hostname, match) of the routes attached to o
 
 HTTPRoute (``HTTPRouteRule.Matches`` doc), highest precedence first:
   1. characters in the matching non-wildcard hostname, then characters in the matching hostname;
-  2. an Exact path, then the longest PathPrefix; RegularExpression last (implementation-specific:
-     kubectl-gw puts it after every prefix, then by pattern length);
+  2. an Exact path, then a RegularExpression, then a PathPrefix, each the longest first
+     (regular expressions are implementation-specific: kubectl-gw ranks them as Envoy Gateway
+     does, ``internal/gatewayapi/sort.go``, which ``migrate``'s output is written for);
   3. a method match; 4. the most header matches; 5. the most query-param matches;
   6. across routes: the oldest ``creationTimestamp``, then ``{namespace}/{name}`` alphabetically;
   7. within a route: rule order, then match order.
@@ -183,7 +184,7 @@ def grpc_match(raw: Any) -> GRPCMatch | str:
 HTTP_KEY_REASONS = (
     "a longer non-wildcard hostname",
     "a longer hostname",
-    "an Exact path beats a PathPrefix, and a PathPrefix a RegularExpression",
+    "an Exact path beats a RegularExpression, and a RegularExpression a PathPrefix",
     "a longer path",
     "a method match",
     "more header matches",
@@ -214,7 +215,7 @@ PLAIN_KEY_REASONS = (
     "an earlier match in the same rule",
 )
 
-_PATH_RANK = {"Exact": 0, "PathPrefix": 1, "RegularExpression": 2}
+_PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def test_http_precedence_order() -> None:
         _m("/a.*", "RegularExpression"),
     ]
     keys = sorted((prec.http_key("*", m, ORDER, 0, i), i) for i, m in enumerate(matches))
-    assert [i for _, i in keys] == [1, 2, 4, 5, 3, 0, 6]
+    # Exact, then RegularExpression (Envoy Gateway's order), then the longest PathPrefix first
+    assert [i for _, i in keys] == [1, 6, 2, 4, 5, 3, 0]
 
 
 def test_hostname_beats_path() -> None:

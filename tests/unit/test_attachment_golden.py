@@ -254,11 +254,11 @@ def test_shadowing_and_precedence() -> None:
     assert order == [
         ("a-first", 1, 0),  # Exact /api
         ("a-first", 1, 1),  # the same Exact match again: shadowed by the one above
+        ("z-oldest", 2, 0),  # RegularExpression: after Exact, before PathPrefix (as EG)
         ("z-oldest", 0, 0),  # PathPrefix /api + header, oldest
         ("a-first", 0, 0),  # same match, newer (no timestamp)
         ("b-second", 0, 0),  # same match, alphabetically after a-first
         ("z-oldest", 1, 0),  # PathPrefix / with method + query
-        ("z-oldest", 2, 0),  # RegularExpression last
     ]
     by = {(e.route.name, e.rule, e.match_index): e for e in table}
     assert by[("a-first", 1, 1)].shadowed_by is by[("a-first", 1, 0)]
