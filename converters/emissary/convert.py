@@ -34,6 +34,7 @@ from converters.emissary.matching import (
     PathPlan,
     check_regex,
     gw_hostname,
+    millis,
     path_plan,
 )
 from converters.emissary.model import EG_API_VERSION, Src, flush
@@ -979,7 +980,11 @@ class _Run:
                 continue
             for key in groups.PER_MAPPING_KEYS:
                 if key in m.src.spec or key in lead.src.spec:
-                    if m.src.spec.get(key) == lead.src.spec.get(key):
+                    mine, theirs = (
+                        _effective(m.src.spec, key, ctx),
+                        _effective(lead.src.spec, key, ctx),
+                    )
+                    if mine == theirs:
                         if key in m.src.spec:
                             m.src.note(
                                 key,
@@ -992,6 +997,17 @@ class _Run:
                             "partial",
                             f"differs from {lead.src.label} in the same "
                             "canary group: a rule has one value, the rule uses "
+                            f"{lead.src.label}'s",
+                        )
+                    else:
+                        # Not set here, so Emissary applied its default to this Mapping's
+                        # share of the traffic; the rule carries the lead's value instead.
+                        m.src.note(
+                            key,
+                            "partial",
+                            f"not set (Emissary's default {mine!r} applied to this Mapping's "
+                            f"share), but {lead.src.label} in the same canary group sets "
+                            f"{theirs!r}: a rule has one value, the rule uses "
                             f"{lead.src.label}'s",
                         )
             for key in ("add_request_headers", "add_response_headers"):
@@ -1524,3 +1540,15 @@ def _hosts_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     from converters.emissary.matching import glob_compatible
 
     return any(glob_compatible(x, y) for x in a for y in b)
+
+
+def _effective(spec: dict[str, Any], key: str, ctx: FieldContext) -> Any:
+    """A per-Mapping key's value as Emissary applies it (its default when unset)."""
+    if key == "rewrite":
+        return spec.get("rewrite", "/")
+    if key == "timeout_ms":
+        if "timeout_ms" in spec:
+            return millis(spec["timeout_ms"])
+        default = millis(ctx.default("cluster_request_timeout_ms"))
+        return default if default is not None else fields.DEFAULT_TIMEOUT_MS
+    return spec.get(key)
