@@ -5,7 +5,10 @@ IR builder could program, whether Envoy ACKed it and where Envoy listens → the
 object should have. ``observedGeneration`` is the object's ``metadata.generation`` on every
 condition; ``lastTransitionTime`` is kept from the current status when a condition's status did
 not change. Route ``status.parents`` entries of other controllers are kept untouched; ours are
-replaced.
+replaced. Policies (Envoy Gateway's BackendTrafficPolicy, SecurityPolicy, ClientTrafficPolicy and
+the standard BackendTLSPolicy) get ``status.ancestors`` from :mod:`controller.policy_status` the
+same way: other controllers' entries kept, ours replaced (and removed when the policy no longer
+has an ancestor of ours).
 
 :class:`StatusWriter` writes a status only when it differs from the object's current one (and
 from what it wrote last), ignoring ``lastTransitionTime``, with a merge patch on the ``status``
@@ -24,16 +27,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import attachment as att
+from controller import policy_status
 from controller.gatewayapi_to_ir import BuildResult
+from controller.policy_status import POLICY_STATUS_KINDS
 from kubectl_gw.errors import ClusterError
 from kubectl_gw.kube import Cluster
 from kubectl_gw.model import KubeObject, kind_info
 
 log = logging.getLogger("kubectl_gw.controller.status")
 
-STATUS_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute")
+STATUS_KINDS = (
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
+    *POLICY_STATUS_KINDS,
+)
 """The kinds whose ``status`` :func:`desired` computes (the installer's RBAC grants exactly
 these ``status`` subresources)."""
+MAX_ANCESTORS = 16  # the PolicyStatus CRD limit on status.ancestors
 
 
 @dataclass(frozen=True)
@@ -102,8 +117,10 @@ def desired(
     programming: Programming,
     controller_name: str,
     now: str,
+    routes: Sequence[att.RouteResult] | None = None,
 ) -> list[StatusUpdate]:
-    """The status every object we own should have (see the module docstring)."""
+    """The status every object we own should have (see the module docstring). ``routes``: the
+    routes whose status to compute (default: all; the controller passes those that changed)."""
     index = _index(objects)
     updates: list[StatusUpdate] = []
 
@@ -196,7 +213,7 @@ def desired(
         status["addresses"] = [{"type": "IPAddress", "value": a} for a in programming.addresses]
         update("Gateway", gw.key.namespace, gw.key.name, status)
 
-    for route in result.routes:
+    for route in result.routes if routes is None else routes:
         obj = index.get((route.kind, route.key.namespace, route.key.name))
         if obj is None:
             continue
@@ -230,6 +247,40 @@ def desired(
         status = dict(old)
         status["parents"] = [*theirs, *ours]
         update(route.kind, route.key.namespace, route.key.name, status)
+
+    verdicts = {
+        (v.kind, v.namespace, v.name): v
+        for v in policy_status.compute(objects, result, built.notes, built.policy_problems)
+    }
+    for obj in objects:
+        kind = str(obj.get("kind", ""))
+        if kind not in POLICY_STATUS_KINDS:
+            continue
+        meta = obj.get("metadata") or {}
+        key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        verdict = verdicts.get(key)
+        generation, old = current(*key)
+        before = [a for a in old.get("ancestors") or [] if isinstance(a, Mapping)]
+        theirs = [a for a in before if a.get("controllerName") != controller_name]
+        ours_before = [a for a in before if a.get("controllerName") == controller_name]
+        if verdict is None and not ours_before:
+            continue  # never ours: nothing to write
+        ours = []
+        for ancestor in verdict.ancestors if verdict is not None else ():
+            previous = next(
+                (a.get("conditions") for a in ours_before if a.get("ancestorRef") == ancestor.ref),
+                None,
+            )
+            ours.append(
+                {
+                    "ancestorRef": ancestor.ref,
+                    "controllerName": controller_name,
+                    "conditions": _conditions(ancestor.conditions, previous, generation, now),
+                }
+            )
+        status = dict(old)
+        status["ancestors"] = [*theirs, *ours[: max(0, MAX_ANCESTORS - len(theirs))]]
+        update(*key, status)
     return updates
 
 
