@@ -5,7 +5,7 @@ read from a cluster; the controller runs it to write status. Both see the same a
 
 API
 ---
-``compute(objects, *, controller_names=None) -> AttachmentResult``
+``compute(objects, *, controller_names=None, memo=None) -> AttachmentResult``
 
 ``objects`` are plain dicts (``KubeObject``): GatewayClasses, Gateways, ListenerSets (also the
 pre-v1.5 ``XListenerSet``), HTTPRoutes, GRPCRoutes, TLSRoutes, TCPRoutes, UDPRoutes,
@@ -951,6 +951,48 @@ def _eg_backend(
 # --------------------------------------------------------------------------- the engine
 
 
+class RouteMemo:
+    """Route verdicts kept from one :func:`compute` to the next (the controller's incremental
+    path). A route's verdict reads only the route and the rest of the world, never other routes,
+    so while nothing but routes changed an unchanged route's ``RouteResult`` is reused as is.
+
+    The caller says when the rest changed (:meth:`invalidate`); the memo knows a route is
+    unchanged by identity, or by ``uid`` and ``generation`` (a status write bumps neither).
+    Reused results are shared between runs, so nothing may mutate a ``RouteResult`` after
+    :func:`compute` returned it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+
+    def get(self, key: ObjKey, obj: Mapping[str, Any]) -> RouteResult | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        cached_obj, fingerprint, result = found
+        if cached_obj is obj or (fingerprint is not None and fingerprint == _fingerprint(obj)):
+            return result
+        return None
+
+    def keep(self, entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]]) -> None:
+        self._entries = entries
+
+
+def _fingerprint(obj: Mapping[str, Any]) -> object:
+    """What identifies a route's spec across cache refreshes: uid + generation, when both are
+    there (objects read from the API server); None otherwise (identity decides)."""
+    meta = _meta(obj)
+    uid, generation = meta.get("uid"), meta.get("generation")
+    if isinstance(uid, str) and uid and isinstance(generation, int):
+        return (uid, generation)
+    return None
+
+
 @dataclass
 class _GatewayCtx:
     obj: Mapping[str, Any]
@@ -959,9 +1001,13 @@ class _GatewayCtx:
 
 
 def compute(
-    objects: Sequence[KubeObject], *, controller_names: frozenset[str] | None = None
+    objects: Sequence[KubeObject],
+    *,
+    controller_names: frozenset[str] | None = None,
+    memo: RouteMemo | None = None,
 ) -> AttachmentResult:
-    """Evaluate every Gateway, ListenerSet and route in ``objects`` (see the module doc)."""
+    """Evaluate every Gateway, ListenerSet and route in ``objects`` (see the module doc).
+    ``memo``: reuse the verdicts of unchanged routes (see :class:`RouteMemo`)."""
     world = _World(objects)
     notes: list[str] = []
 
@@ -1106,8 +1152,20 @@ def compute(
     # Routes
     set_by_key = {(s.key.namespace, s.key.name): s for s in sets}
     routes: list[RouteResult] = []
+    kept: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
     for key, obj in sorted(world.routes.items()):
-        routes.append(_route(world, key, obj, gateways, set_by_key, controller_names))
+        verdict = memo.get(key, obj) if memo is not None else None
+        if verdict is None:
+            verdict = _route(world, key, obj, gateways, set_by_key, controller_names)
+            if memo is not None:
+                memo.misses += 1
+        elif memo is not None:
+            memo.hits += 1
+        if memo is not None:
+            kept[key] = (obj, _fingerprint(obj), verdict)
+        routes.append(verdict)
+    if memo is not None:
+        memo.keep(kept)  # routes gone from the world leave the memo
     routes = [r for r in routes if r.parents or controller_names is None]
 
     # Attached route counts and routing tables

@@ -31,12 +31,12 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from controller import attachment as att
 from controller import egpolicy as eg
 from controller import hostnames as hn
-from controller import ir
+from controller import ir, l4
 from controller import precedence as prec
 from controller.egpolicy import parse_duration
 from kubectl_gw.model import ENVOY_GATEWAY_GROUP, KubeObject
@@ -62,6 +62,9 @@ class BuildResult:
     programmed: dict[att.ListenerKey, tuple[bool, str, str]] = field(default_factory=dict)
     """Per Gateway listener: (programmed?, reason, message) as far as the IR can tell."""
     notes: list[str] = field(default_factory=list)
+    policy_problems: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    """Per Envoy Gateway policy (kind, namespace, name): why the routes it covers could not
+    be served as it asks (they answer 500), for its status (``controller.policy_status``)."""
 
 
 class _Index:
@@ -124,18 +127,28 @@ class _Index:
 
 
 class _Builder:
-    def __init__(self, index: _Index, result: att.AttachmentResult, options: BuildOptions) -> None:
+    def __init__(
+        self,
+        index: _Index,
+        result: att.AttachmentResult,
+        options: BuildOptions,
+        memo: BuildMemo | None = None,
+    ) -> None:
         self.index = index
         self.result = result
         self.options = options
-        self.clusters: dict[str, ir.Cluster] = {}
+        self.memo = memo
+        self._memo_kept: dict[_MemoKey, _MemoEntry] = {}
+        self._route_results: dict[att.ObjKey, att.RouteResult] | None = None
+        self.clusters: _Recording[ir.Cluster] = _Recording()
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
-        self.secrets: dict[str, ir.Secret] = {}
+        self.secrets: _Recording[ir.Secret] = _Recording()
         self.out = BuildResult(ir.IR())
         self._traffic: dict[int, eg.TrafficPolicy] = {}
         self._security: dict[int, eg.SecurityPolicy] = {}
         self._client: dict[int, eg.ClientPolicy] = {}
         self._downstream_tls: dict[att.ListenerKey, ir.TLSTermination] = {}
+        self._l4_context: l4.L4Context | None = None
 
     # -------------------------------------------------------------- listeners
 
@@ -149,10 +162,12 @@ class _Builder:
                     self._skip(lis, "Invalid", f"{gateway.key} is not accepted")
                 elif not lis.is_true("Accepted"):
                     self._skip(lis, "Invalid", "the listener is not accepted")
-                elif lis.protocol not in ("HTTP", "HTTPS"):
-                    self._skip(lis, "Invalid", f"protocol {lis.protocol} is not served yet")
+                elif lis.protocol not in ("HTTP", "HTTPS", *l4.L4_PROTOCOLS):
+                    self._skip(lis, "Invalid", f"protocol {lis.protocol} is not served")
                 elif lis.protocol == "HTTPS" and (lis.tls_mode or "Terminate") != "Terminate":
-                    self._skip(lis, "Invalid", "TLS passthrough is not served yet")
+                    self._skip(
+                        lis, "Invalid", "HTTPS listeners terminate TLS; use protocol TLS to pass it"
+                    )
                 elif (problem := self._client_traffic(lis)) is not None:
                     # Fail closed: never serve a listener without the protection asked for.
                     self._skip(lis, "Invalid", problem)
@@ -161,12 +176,19 @@ class _Builder:
                     by_port[lis.port].append(lis)
         self._unmatched_sections()
         listeners: list[ir.Listener] = []
+        udp_listeners: list[ir.UdpListener] = []
         for port, group in sorted(by_port.items()):
             group.sort(key=lambda lis: lis.key)
+            udp = [lis for lis in group if l4.transport(lis.protocol) == "udp"]
+            if udp:
+                udp_listeners += self._l4().udp_listeners(port, udp)
+            group = [lis for lis in group if l4.transport(lis.protocol) == "tcp"]
+            if not group:
+                continue
             protocol = group[0].protocol
-            same = [lis for lis in group if lis.protocol == protocol]
+            same = [lis for lis in group if l4.compatible(lis.protocol, protocol)]
             for other in group:
-                if other.protocol != protocol:
+                if not l4.compatible(other.protocol, protocol):
                     self._skip(other, "Invalid", f"port {port} already serves {protocol}")
             built = self._listener(port, protocol, same)
             if built is not None:
@@ -178,6 +200,7 @@ class _Builder:
                 clusters=tuple(self.clusters.values()),
                 endpoints=tuple(self.endpoints.values()),
                 secrets=tuple(self.secrets.values()),
+                udp_listeners=tuple(udp_listeners),
             )
         )
         return self.out
@@ -185,9 +208,30 @@ class _Builder:
     def _skip(self, lis: att.ListenerResult, reason: str, message: str) -> None:
         self.out.programmed[lis.key] = (False, reason, message)
 
+    def _l4(self) -> l4.L4Context:
+        """The L4 (TLS, TCP, UDP) builder, sharing this builder's clusters and status."""
+        if self._l4_context is None:
+            self._l4_context = l4.L4Context(
+                services=self.index.services,
+                endpoints_of=self._endpoints,
+                certificates_of=self._certificates,
+                listen_address=self.options.listen_address,
+                port_offset=self.options.port_offset,
+                clusters=self.clusters,
+                endpoints=self.endpoints,
+                programmed=self.out.programmed,
+                notes=self.out.notes,
+            )
+        return self._l4_context
+
     def _listener(
         self, port: int, protocol: str, group: list[att.ListenerResult]
     ) -> ir.Listener | None:
+        if any(lis.protocol in l4.L4_PROTOCOLS for lis in group):
+            https = [lis for lis in group if lis.protocol == "HTTPS"]
+            served = self._listener(port, "HTTPS", https) if https else None
+            rest = [lis for lis in group if lis.protocol in l4.L4_PROTOCOLS]
+            return self._l4().tcp_listener(port, rest, served, https)
         bind_port = port + self.options.port_offset
         address = self.options.listen_address
         chains: list[ir.FilterChain] = []
@@ -449,11 +493,79 @@ class _Builder:
                     e.rank,
                 )
             )
-            routes = tuple(r for e in entries for r in self._route(e, owner))
+            routes = tuple(r for e in entries for r in self._memo_route(e, owner))
             vhosts.append(ir.VirtualHost(host, (host,), routes))
         return tuple(vhosts)
 
     # -------------------------------------------------------------- routes
+
+    def _memo_route(self, entry: att.RoutingEntry, lis: att.ListenerResult) -> list[ir.Route]:
+        """:meth:`_route` through the memo: an entry of an unchanged route (the same
+        ``RouteResult`` object) on the same listener reuses its IR routes and replays what
+        building them added (clusters, endpoints, secrets, notes)."""
+        if self.memo is None:
+            return self._route(entry, lis)
+        if self._route_results is None:
+            self._route_results = {r.key: r for r in self.result.routes}
+        verdict = self._route_results.get(entry.route)
+        key: _MemoKey = (entry.route, entry.rule, entry.match_index, entry.hostname, lis.key)
+        found = self._memo_kept.get(key)  # the same entry twice in one build (wildcard vhosts)
+        if found is None:
+            found = self.memo.entries.get(key)
+        if found is not None and found.verdict is verdict:
+            self.memo.hits += 1
+            for name, cluster in found.clusters.items():
+                self.clusters.setdefault(name, cluster)
+            for name, endpoints in found.endpoints.items():
+                self.endpoints.setdefault(name, endpoints)
+            for name, secret in found.secrets.items():
+                self.secrets.setdefault(name, secret)
+            self.out.notes.extend(found.notes)
+            for policy, problems in found.policy_problems:
+                known = self.out.policy_problems.setdefault(policy, [])
+                known += [p for p in problems if p not in known]
+            self._memo_kept[key] = found
+            return found.routes
+        self.memo.misses += 1
+        notes = len(self.out.notes)
+        problems_before = {k: len(v) for k, v in self.out.policy_problems.items()}
+        # Record every cluster and secret the call looked at or made: a cluster another route
+        # made first in this build is still one this route would make without it.
+        self.clusters.touched, self.secrets.touched = set(), set()
+        try:
+            routes = self._route(entry, lis)
+            names = self.clusters.touched
+            secret_names = self.secrets.touched
+        finally:
+            self.clusters.touched = self.secrets.touched = None
+        for route in routes:
+            names.update(_route_clusters(route))
+        have = self.clusters
+        clusters = {
+            n: dict.__getitem__(have, n) for n in sorted(names) if dict.__contains__(have, n)
+        }
+        for cluster in clusters.values():
+            if cluster.tls is not None and cluster.tls.ca_secret:
+                secret_names.add(cluster.tls.ca_secret)
+        secrets = {
+            n: dict.__getitem__(self.secrets, n)
+            for n in sorted(secret_names)
+            if dict.__contains__(self.secrets, n)
+        }
+        self._memo_kept[key] = _MemoEntry(
+            verdict,
+            routes,
+            clusters,
+            {n: self.endpoints[n] for n in clusters if n in self.endpoints},
+            secrets,
+            tuple(self.out.notes[notes:]),
+            tuple(
+                (policy, tuple(problems[problems_before.get(policy, 0) :]))
+                for policy, problems in self.out.policy_problems.items()
+                if len(problems) > problems_before.get(policy, 0)
+            ),
+        )
+        return routes
 
     def _route(self, entry: att.RoutingEntry, lis: att.ListenerResult) -> list[ir.Route]:
         key = entry.route
@@ -641,6 +753,10 @@ class _Builder:
                     status_on_error=spec.status_on_error,
                     body_bytes=spec.body_bytes,
                 )
+        if problems:
+            key = ("SecurityPolicy", policy.namespace, policy.name)
+            known = self.out.policy_problems.setdefault(key, [])
+            known += [p for p in problems if p not in known]
         if problems or policy.unenforceable:
             return None, [*policy.unenforceable, *(f"{eg.policy_id(found)}: {p}" for p in problems)]
         return ir.Security(policy.authorization, basic, ext), []
@@ -768,11 +884,16 @@ class _Builder:
             )
             if cluster is None:
                 self.out.notes.append(f"{route}: {problem}")
+            elif route.kind == "GRPCRoute":
+                cluster = self._http2_variant(cluster)
             return ir.WeightedBackend(cluster, backend.weight)
         namespace, name, port = str(ref["namespace"]), str(ref["name"]), int(ref["port"])
-        return ir.WeightedBackend(
-            self._service_cluster(namespace, name, port, traffic), backend.weight
-        )
+        cluster = self._service_cluster(namespace, name, port, traffic)
+        if route.kind == "GRPCRoute":
+            # gRPC is HTTP/2: a GRPCRoute's backends are spoken to in h2c (TLS ones by ALPN)
+            # whatever the Service's appProtocol says, as Envoy Gateway does.
+            cluster = self._http2_variant(cluster)
+        return ir.WeightedBackend(cluster, backend.weight)
 
     def _service_cluster(
         self, namespace: str, name: str, port: int, traffic: eg.TrafficPolicy | None
@@ -993,16 +1114,98 @@ def _cors(spec: Mapping[str, Any]) -> ir.Cors:
 # --------------------------------------------------------------------------- entry point
 
 
+_MemoKey = tuple[att.ObjKey, int, int, str, att.ListenerKey]
+_V = TypeVar("_V")
+
+
+class _Recording(dict[str, _V]):
+    """A dict that, while ``touched`` is a set, records every key looked up or stored."""
+
+    touched: set[str] | None = None
+
+    def __contains__(self, key: object) -> bool:
+        if self.touched is not None and isinstance(key, str):
+            self.touched.add(key)
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: str) -> _V:
+        if self.touched is not None:
+            self.touched.add(key)
+        return dict.__getitem__(self, key)
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        if self.touched is not None:
+            self.touched.add(key)
+        dict.__setitem__(self, key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self.touched is not None:
+            self.touched.add(key)
+        return dict.get(self, key, default)
+
+
+@dataclass(frozen=True)
+class _MemoEntry:
+    verdict: att.RouteResult | None
+    routes: list[ir.Route]
+    clusters: dict[str, ir.Cluster]
+    endpoints: dict[str, ir.ClusterEndpoints]
+    secrets: dict[str, ir.Secret]
+    notes: tuple[str, ...]
+    policy_problems: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]
+
+
+class BuildMemo:
+    """IR routes kept from one :func:`build` to the next (the controller's incremental path).
+
+    Valid while nothing but routes changed: the caller calls :meth:`invalidate` when any other
+    input did (Services, EndpointSlices, policies, Gateways...). A routing entry is reused when its
+    route's verdict is the very same ``RouteResult`` object, which the engine's
+    :class:`~controller.attachment.RouteMemo` guarantees for an unchanged route.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[_MemoKey, _MemoEntry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def invalidate(self) -> None:
+        self.entries.clear()
+
+
+def _route_clusters(route: ir.Route) -> set[str]:
+    found: set[str] = set()
+    if isinstance(route.action, ir.Forward):
+        found.update(b.cluster for b in route.action.backends if b.cluster is not None)
+        found.update(m.cluster for m in route.action.mirrors)
+    if route.security is not None and route.security.ext_auth is not None:
+        found.add(route.security.ext_auth.cluster)
+    return found
+
+
 def build(
-    objects: Sequence[KubeObject], result: att.AttachmentResult, options: BuildOptions
+    objects: Sequence[KubeObject],
+    result: att.AttachmentResult,
+    options: BuildOptions,
+    memo: BuildMemo | None = None,
 ) -> BuildResult:
-    """The IR for every Gateway in ``result`` (the engine run for our controller names)."""
-    return _Builder(_Index(objects), result, options).build()
+    """The IR for every Gateway in ``result`` (the engine run for our controller names).
+    ``memo``: reuse the IR routes of unchanged routes (see :class:`BuildMemo`)."""
+    builder = _Builder(_Index(objects), result, options, memo)
+    out = builder.build()
+    if memo is not None:
+        memo.entries = builder._memo_kept  # entries not used this time are dropped
+    return out
 
 
 def compute_and_build(
-    objects: Sequence[KubeObject], controller_names: frozenset[str], options: BuildOptions
+    objects: Sequence[KubeObject],
+    controller_names: frozenset[str],
+    options: BuildOptions,
+    *,
+    route_memo: att.RouteMemo | None = None,
+    build_memo: BuildMemo | None = None,
 ) -> tuple[att.AttachmentResult, BuildResult]:
     """Run the attachment engine for ``controller_names``, then build the IR from its verdicts."""
-    result = att.compute(objects, controller_names=controller_names)
-    return result, build(objects, result, options)
+    result = att.compute(objects, controller_names=controller_names, memo=route_memo)
+    return result, build(objects, result, options, build_memo)

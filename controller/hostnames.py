@@ -8,11 +8,17 @@ so ``*.example.com`` covers ``a.b.example.com`` but not ``example.com``. An unse
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 CATCH_ALL = "*"
 
+# The pure string functions the engine calls per route and listener are cached: a controller
+# recomputes them for the same few thousand names on every reconcile.
+_cached = functools.lru_cache(maxsize=1 << 16)
 
+
+@_cached
 def normalize(hostname: str | None) -> str:
     """Lower-case; ``None`` and ``""`` become the catch-all ``*``."""
     return (hostname or CATCH_ALL).lower().rstrip(".") or CATCH_ALL
@@ -22,6 +28,7 @@ def is_wildcard(hostname: str) -> bool:
     return hostname == CATCH_ALL or hostname.startswith("*.")
 
 
+@_cached
 def covers(pattern: str, hostname: str) -> bool:
     """Does ``pattern`` (precise or wildcard) match every name ``hostname`` matches?
 
@@ -71,6 +78,7 @@ def effective(listener: str | None, route_hostnames: Sequence[str] | None) -> li
     return out
 
 
+@_cached
 def specificity(hostname: str) -> tuple[int, int]:
     """Sort key, larger = more specific, per the HTTPRoute precedence rules: characters in a
     matching non-wildcard hostname, then characters in the matching hostname."""
@@ -80,6 +88,7 @@ def specificity(hostname: str) -> tuple[int, int]:
     return (0 if is_wildcard(hostname) else len(hostname), len(hostname))
 
 
+@_cached
 def listener_specificity(hostname: str | None) -> tuple[int, int, int]:
     """Sort key for choosing among listeners that differ only by hostname (larger wins):
     precise over wildcard over unset; among wildcards, more labels right of the ``*``."""

@@ -14,7 +14,10 @@ Gateway listener never renames an Envoy object and never drains a listener:
   (:func:`https_route_config_name`);
 - VirtualHost: its hostname (``*`` for the catch-all);
 - Cluster: backend identity ``svc/<ns>/<name>/<port>`` (:func:`service_cluster_name`), and the
-  EDS ``service_name`` is the cluster name;
+  EDS ``service_name`` is the cluster name; forwarded to at L4: ``svc/<ns>/<name>/<port>/tcp``
+  or ``/udp`` (:func:`l4_cluster_name`); a UDPRoute split: ``udproute/<ns>/<name>``;
+- TLSRoute / TCPRoute filter chain: ``<tls|tcp>/<gwNs>/<gw>/<listener>/<routeNs>/<route>``
+  (:func:`l4_chain_name`); UDP listener: ``udp/<address>:<port>`` (:func:`udp_listener_name`);
 - Secret: ``<ns>/<name>`` (:func:`secret_name`); the trusted CAs (and CRLs) of a
   ClientTrafficPolicy's client validation: ``clienttrafficpolicy/<ns>/<name>/ca``
   (:func:`client_ca_secret_name`).
@@ -31,7 +34,8 @@ from typing import Literal
 
 PathKind = Literal["Exact", "PathPrefix", "RegularExpression"]
 MatchKind = Literal["Exact", "RegularExpression"]
-UpstreamProtocol = Literal["http1", "h2c", "auto"]
+UpstreamProtocol = Literal["http1", "h2c", "auto", "tcp", "udp"]
+"""``tcp``/``udp``: an L4 cluster (TCPRoute, TLSRoute, UDPRoute): no HTTP protocol options."""
 RedirectCode = Literal[301, 302, 303, 307, 308]
 LbPolicy = Literal["LeastRequest", "RoundRobin", "Random", "Maglev", "RingHash"]
 HashKind = Literal["SourceIP", "Header", "Cookie", "QueryParam"]
@@ -60,6 +64,29 @@ def https_route_config_name(gateway_namespace: str, gateway_name: str, listener:
 
 def service_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"svc/{namespace}/{name}/{port}"
+
+
+def l4_cluster_name(namespace: str, name: str, port: int, transport: str) -> str:
+    """A Service port forwarded to at L4 (``transport`` ``tcp`` or ``udp``): kept apart from
+    the HTTP cluster of the same port, which carries HTTP protocol options."""
+    return f"{service_cluster_name(namespace, name, port)}/{transport}"
+
+
+def l4_route_cluster_name(kind: str, namespace: str, name: str) -> str:
+    """The cluster of a UDPRoute splitting its datagrams across several backends (one
+    locality per backendRef, weighted): Envoy's UDP proxy has no weighted clusters."""
+    return f"{kind.lower()}/{namespace}/{name}"
+
+
+def l4_chain_name(
+    protocol: str, gateway_namespace: str, gateway: str, listener: str, namespace: str, route: str
+) -> str:
+    """An L4 filter chain: ``<tls|tcp>/<gwNs>/<gw>/<listener>/<routeNs>/<route>``."""
+    return f"{protocol.lower()}/{gateway_namespace}/{gateway}/{listener}/{namespace}/{route}"
+
+
+def udp_listener_name(address: str, port: int) -> str:
+    return f"udp/{address}:{port}"
 
 
 def secret_name(namespace: str, name: str) -> str:
@@ -422,19 +449,58 @@ class FilterChain:
 
 
 @dataclass(frozen=True)
+class TcpProxy:
+    """Forward a connection's bytes to one of ``backends`` (weighted; ``cluster=None`` marks a
+    share that cannot be served: such connections are closed)."""
+
+    backends: tuple[WeightedBackend, ...]
+
+
+@dataclass(frozen=True)
+class L4Chain:
+    """One TLSRoute or TCPRoute on one Gateway listener: a ``tcp_proxy`` filter chain.
+
+    ``server_names``: the SNI names it answers (TLS listeners; empty for TCP). ``tls``: set
+    when the Gateway listener terminates TLS (TLS mode Terminate); None passes TLS through.
+    ``route`` is informative (``<kind>/<ns>/<name>``).
+    """
+
+    name: str
+    route: str
+    action: TcpProxy
+    server_names: tuple[str, ...] = ()
+    tls: TLSTermination | None = None
+
+
+@dataclass(frozen=True)
 class Listener:
     """One Envoy listener on ``address:port`` (``port`` is where Envoy binds, after any offset).
 
     ``gateway_port`` is the port the Gateway listeners declared; it names the shared HTTP route
-    configuration and appears in status.
+    configuration and appears in status. ``l4_chains``: TLSRoute / TCPRoute chains; a port may
+    hold HTTPS chains and TLS chains together (``protocol`` HTTPS), told apart by SNI.
     """
 
     name: str
     address: str
     port: int
     gateway_port: int
-    protocol: Literal["HTTP", "HTTPS"]
+    protocol: Literal["HTTP", "HTTPS", "TLS", "TCP"]
     filter_chains: tuple[FilterChain, ...]
+    l4_chains: tuple[L4Chain, ...] = ()
+
+
+@dataclass(frozen=True)
+class UdpListener:
+    """One Envoy UDP listener (a UDPRoute on a Gateway UDP listener): datagrams to
+    ``cluster`` (None: the route cannot be served, datagrams are dropped)."""
+
+    name: str
+    address: str
+    port: int
+    gateway_port: int
+    route: str
+    cluster: str | None
 
 
 # --------------------------------------------------------------------------- upstreams
@@ -465,6 +531,7 @@ class Cluster:
     idle_timeout_seconds: float | None = None  # upstream connection idle timeout
     max_connection_duration_seconds: float | None = None
     dns_hosts: tuple[tuple[str, int], ...] = ()  # set: a STRICT_DNS cluster on these names
+    locality_weighted: bool = False  # endpoints come in weighted localities (a UDP split)
 
 
 @dataclass(frozen=True)
@@ -475,9 +542,21 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Locality:
+    """A group of endpoints with a load-balancing weight (one backendRef of a split)."""
+
+    weight: int
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
 class ClusterEndpoints:
+    """``localities``: when set, the endpoints grouped by weighted locality (``endpoints`` is
+    then empty)."""
+
     cluster: str
     endpoints: tuple[Endpoint, ...]
+    localities: tuple[Locality, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -502,6 +581,7 @@ class IR:
     clusters: tuple[Cluster, ...] = ()
     endpoints: tuple[ClusterEndpoints, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    udp_listeners: tuple[UdpListener, ...] = ()
 
     def referenced_clusters(self) -> frozenset[str]:
         """Cluster names that routes forward or mirror to (the invalid marker excluded)."""
@@ -517,6 +597,9 @@ class IR:
                             found.update(m.cluster for m in route.action.mirrors)
                         if route.security is not None and route.security.ext_auth is not None:
                             found.add(route.security.ext_auth.cluster)
+            for l4 in listener.l4_chains:
+                found.update(b.cluster for b in l4.action.backends if b.cluster is not None)
+        found.update(u.cluster for u in self.udp_listeners if u.cluster is not None)
         return frozenset(found)
 
 
@@ -524,15 +607,26 @@ def normalize(ir: IR) -> IR:
     """Sort every collection whose order carries no meaning, and check names are unique."""
     listeners = tuple(sorted(ir.listeners, key=lambda item: (item.port, item.address)))
     for listener in listeners:
-        _unique("filter chain", [c.name for c in listener.filter_chains])
-    _unique("listener", [item.name for item in listeners])
+        _unique(
+            "filter chain",
+            [c.name for c in listener.filter_chains] + [c.name for c in listener.l4_chains],
+        )
+    udp = tuple(sorted(ir.udp_listeners, key=lambda item: (item.port, item.address)))
+    _unique("listener", [item.name for item in listeners] + [item.name for item in udp])
     clusters = tuple(sorted(ir.clusters, key=lambda item: item.name))
     _unique("cluster", [c.name for c in clusters])
     endpoints = tuple(sorted(ir.endpoints, key=lambda item: item.cluster))
     _unique("cluster endpoints", [e.cluster for e in endpoints])
     secrets = tuple(sorted(ir.secrets, key=lambda item: item.name))
     _unique("secret", [s.name for s in secrets])
-    return replace(ir, listeners=listeners, clusters=clusters, endpoints=endpoints, secrets=secrets)
+    return replace(
+        ir,
+        listeners=listeners,
+        clusters=clusters,
+        endpoints=endpoints,
+        secrets=secrets,
+        udp_listeners=udp,
+    )
 
 
 def _unique(what: str, names: list[str]) -> None:

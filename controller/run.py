@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller import egpolicy, gatewayapi_to_ir, translate
+from controller import egpolicy, gatewayapi_to_ir, incremental
 from controller import status as status_mod
 from controller.xds import AdsServer
 from kubectl_gw.kube import KubeTarget
@@ -38,6 +38,9 @@ WATCHED_KINDS = (
     "ListenerSet",
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
     "ReferenceGrant",
     "BackendTLSPolicy",
     "Namespace",
@@ -47,8 +50,6 @@ WATCHED_KINDS = (
     "ConfigMap",
     *egpolicy.POLICY_KINDS,  # the Envoy Gateway kinds migrate emits (absent CRD = none)
 )
-
-ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads
 
 
 def watched_kinds() -> list[KindInfo]:
@@ -71,11 +72,11 @@ class ControllerConfig:
     admin_address: str = "127.0.0.1:0"
     delta: bool = False
     workdir: Path | None = None
-    debounce: float = 0.01
+    debounce: float = 0.002  # quiet time before a reconcile; bursts also batch while one runs
     max_debounce: float = 0.2
     ack_timeout: float = 5.0
     write_status: bool = True
-    status_workers: int = 8  # 0: write status synchronously inside the reconcile loop
+    status_workers: int = 16  # 0: write status synchronously inside the reconcile loop
     status_min_interval: float = 0.2  # seconds between two writes of one object's status
     watch_timeout: int = 240  # seconds a watch request lasts before it is resumed
 
@@ -90,6 +91,7 @@ class Stats:
     last_generation: int = 0
     routes: int = 0
     incremental: int = 0  # reconciles that reused the attachment verdicts (endpoints only)
+    last_stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (debug log)
 
 
 class Controller:
@@ -109,7 +111,10 @@ class Controller:
         self._retry_lock = threading.Lock()
         self._retry_at: float | None = None
         self._notes: set[str] = set()
-        self._last_result: Any = None
+        self._first_dirty_at: float | None = None  # the first change not yet reconciled
+        self._pipeline: incremental.Pipeline | None = None  # made with the first reconcile
+        self._status_seen: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        self._status_check_all = False
 
     # -------------------------------------------------------------- life cycle
 
@@ -124,7 +129,7 @@ class Controller:
             cluster,
             workers=config.status_workers,
             min_interval=config.status_min_interval,
-            on_failure=lambda: self.retry_soon(0.5),
+            on_failure=self._status_failed,
         )
         if config.status_workers:
             self.writer.start()
@@ -188,6 +193,8 @@ class Controller:
     # -------------------------------------------------------------- the loop
 
     def mark_dirty(self) -> None:
+        if self._first_dirty_at is None:
+            self._first_dirty_at = time.perf_counter()
         self._dirty.set()
 
     def retry_soon(self, delay: float) -> None:
@@ -239,21 +246,19 @@ class Controller:
         """One full pass; True if something should be retried soon."""
         assert self.provider is not None
         started = time.perf_counter()
+        queued_since, self._first_dirty_at = self._first_dirty_at, None
+        stages = {"queued": started - queued_since if queued_since is not None else 0.0}
         config = self.config
         changed = self.provider.take_changed_kinds()
         objects = self.provider.objects()
         options = gatewayapi_to_ir.BuildOptions(config.listen_address, config.port_offset)
-        if self._last_result is not None and changed and changed <= ENDPOINT_ONLY_KINDS:
-            # Incremental: the attachment engine never reads endpoints, so its verdicts stand;
-            # only the IR (cluster endpoints) is rebuilt.
-            result = self._last_result
-            built = gatewayapi_to_ir.build(objects, result, options)
+        if self._pipeline is None:
+            self._pipeline = incremental.Pipeline(frozenset({config.controller_name}), options)
+        computed = self._pipeline.compute(objects, changed)
+        result, built = computed.result, computed.built
+        if computed.reused_verdicts:
             self.stats.incremental += 1
-        else:
-            result, built = gatewayapi_to_ir.compute_and_build(
-                objects, frozenset({config.controller_name}), options
-            )
-        self._last_result = result
+        stages["compute"] = time.perf_counter() - started
         notes = set(built.notes)
         for note in built.notes:
             if note not in self._notes:
@@ -263,16 +268,20 @@ class Controller:
         message = ""
         if built.ir != self._last_ir:
             t0 = time.perf_counter()
-            resources = translate.translate(built.ir)
-            self.stats.last_translate_seconds = time.perf_counter() - t0
+            resources = self._pipeline.translate(built.ir)
+            self.stats.last_translate_seconds = stages["translate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             generation = self.server.set_resources(resources)
+            stages["publish"] = time.perf_counter() - t0
             self.stats.pushes += 1
             self.stats.last_generation = generation
             self._last_ir = built.ir
         generation = self.stats.last_generation
         rejected: str | None = None
         if generation:
+            t0 = time.perf_counter()
             synced = self.server.wait_synced(generation, config.ack_timeout)
+            stages["envoy"] = time.perf_counter() - t0
             if not synced:
                 rejected = self.server.rejection(generation)
                 message = (
@@ -287,11 +296,18 @@ class Controller:
             for v in chain.route_config.virtual_hosts
         )
         retry = not synced and rejected is None
+        t0 = time.perf_counter()
         if config.write_status and self.writer is not None:
             now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             programming = status_mod.Programming(synced, self._addresses(), message)
             updates = status_mod.desired(
-                objects, result, built, programming, config.controller_name, now
+                objects,
+                result,
+                built,
+                programming,
+                config.controller_name,
+                now,
+                routes=self._routes_to_check(result.routes),
             )
             current = {
                 (u.kind, u.namespace, u.name): (
@@ -303,12 +319,49 @@ class Controller:
                 self.writer.submit(updates, current)
             elif self.writer.write(updates, current):
                 retry = True
+        stages["status"] = time.perf_counter() - t0
         self.stats.reconciles += 1
-        self.stats.last_reconcile_seconds = time.perf_counter() - started
+        self.stats.last_reconcile_seconds = stages["total"] = time.perf_counter() - started
+        self.stats.last_stages = stages
+        memo = self._pipeline.build_memo
+        log.debug(
+            "reconcile %d: %s; changed %s; memo %d/%d; status backlog %d",
+            self.stats.reconciles,
+            " ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in stages.items()),
+            ",".join(sorted(changed)) or "-",
+            memo.hits,
+            memo.misses,
+            len(getattr(self.writer, "_pending", ())),
+        )
         with self._idle:
             self._generation_seen = self.stats.reconciles
             self._idle.notify_all()
         return retry
+
+    def _routes_to_check(self, routes: list[Any]) -> list[Any]:
+        """The routes whose status may need a write: a new verdict (another ``RouteResult``
+        object: the engine's memo keeps the object of an unchanged route) or a changed object
+        (its resourceVersion: our own write's echo, or someone else's). After a failed write
+        every route is checked again."""
+        if self._status_check_all:
+            self._status_check_all = False
+            self._status_seen.clear()
+        seen: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        check = []
+        for route in routes:
+            key = (route.kind, route.key.namespace, route.key.name)
+            obj = self.provider.get(*key) if self.provider is not None else None
+            version = str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
+            before = self._status_seen.get(key)
+            if before is None or before[0] is not route or before[1] != version:
+                check.append(route)
+            seen[key] = (route, version)
+        self._status_seen = seen
+        return check
+
+    def _status_failed(self) -> None:
+        self._status_check_all = True  # read by the reconcile thread
+        self.retry_soon(0.5)
 
     def _addresses(self) -> tuple[str, ...]:
         config = self.config

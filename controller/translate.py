@@ -41,7 +41,7 @@ from envoy.config.core.v3 import (
     protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2, udp_listener_config_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac_config_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
@@ -56,12 +56,17 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2 as udp_route_pb2
+from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2, token_bucket_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format, wrappers_pb2
 from google.protobuf.message import Message
+from xds.core.v3 import extension_pb2
+from xds.type.matcher.v3 import matcher_pb2
 
 from controller import ir
 
@@ -104,6 +109,8 @@ _MAX_DYNAMIC_DESCRIPTORS = 10_000
 # in the published xds-protos; written as a raw field (see _ext_authz_filter).
 _HTTP_SERVICE_PATH_OVERRIDE_FIELD = 10
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+UDP_PROXY_FILTER = "envoy.filters.udp_listener.udp_proxy"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_TRANSPORT = "envoy.transport_sockets.tls"
 
@@ -131,17 +138,34 @@ class Resources:
 # --------------------------------------------------------------------------- entry points
 
 
-def translate(model: ir.IR) -> Resources:
-    """Every xDS resource the IR describes (pure)."""
+class TranslateMemo:
+    """Virtual host messages kept from one :func:`translate` to the next: a virtual host made of
+    the very same ``ir.Route`` objects (the builder's memo reuses them for unchanged routes)
+    translates to the same message, so it is not built again."""
+
+    def __init__(self) -> None:
+        self.vhosts: dict[
+            tuple[str, tuple[str, ...], tuple[int, ...]],
+            tuple[tuple[ir.Route, ...], route_components_pb2.VirtualHost],
+        ] = {}
+        self.hits = 0
+        self.misses = 0
+
+
+def translate(model: ir.IR, memo: TranslateMemo | None = None) -> Resources:
+    """Every xDS resource the IR describes (pure; ``memo`` only saves work)."""
     model = ir.normalize(model)
+    kept: dict[Any, Any] = {}
     listeners: dict[str, Message] = {}
     routes: dict[str, Message] = {}
+    for udp in model.udp_listeners:
+        listeners[udp.name] = udp_listener_message(udp)
     for item in model.listeners:
         listeners[item.name] = listener_message(item)
         for chain in item.filter_chains:
             if chain.route_config.name in routes:
                 raise ValueError(f"route configuration {chain.route_config.name!r} used twice")
-            routes[chain.route_config.name] = route_configuration(chain.route_config)
+            routes[chain.route_config.name] = route_configuration(chain.route_config, memo, kept)
     clusters = {c.name: cluster_message(c) for c in model.clusters}
     endpoints_by_cluster = {e.cluster: e for e in model.endpoints}
     endpoints = {
@@ -150,6 +174,8 @@ def translate(model: ir.IR) -> Resources:
         if not c.dns_hosts  # DNS clusters carry their names inline, not over EDS
     }
     secrets = {s.name: secret_message(s) for s in model.secrets}
+    if memo is not None:
+        memo.vhosts = kept  # virtual hosts gone from the IR leave the memo
     return Resources(
         {
             LISTENER_TYPE: listeners,
@@ -235,7 +261,7 @@ def listener_message(item: ir.Listener) -> listener_pb2.Listener:
         address=_socket(item.address, item.port),
         per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=32768),
     )
-    if item.protocol == "HTTPS":
+    if item.protocol in ("HTTPS", "TLS"):
         message.listener_filters.append(
             listener_components_pb2.ListenerFilter(
                 name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
@@ -252,7 +278,68 @@ def listener_message(item: ir.Listener) -> listener_pb2.Listener:
             raise ValueError(f"listener {item.name}: two HTTPS filter chains without server names")
     if fallback is not None:
         message.default_filter_chain.CopyFrom(fallback)
+    for l4 in item.l4_chains:
+        message.filter_chains.append(_l4_filter_chain(l4))
     return message
+
+
+def _l4_filter_chain(chain: ir.L4Chain) -> listener_components_pb2.FilterChain:
+    """A TLSRoute / TCPRoute chain: ``tcp_proxy`` to the route's backends, matched by SNI
+    (TLS), terminating TLS with the listener's certificates when ``chain.tls`` is set."""
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=chain.name.replace("/", "_"))
+    shares = [b for b in chain.action.backends if b.weight > 0]
+    if len(shares) == 1:
+        proxy.cluster = shares[0].cluster or ir.INVALID_BACKEND_CLUSTER
+    elif not shares:
+        proxy.cluster = ir.INVALID_BACKEND_CLUSTER  # every weight is 0: nothing to serve
+    else:
+        proxy.weighted_clusters.clusters.extend(
+            tcp_proxy_pb2.TcpProxy.WeightedCluster.ClusterWeight(
+                name=b.cluster or ir.INVALID_BACKEND_CLUSTER, weight=b.weight
+            )
+            for b in shares
+        )
+    built = listener_components_pb2.FilterChain(
+        name=chain.name,
+        filters=[listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack(proxy))],
+    )
+    if chain.server_names:
+        built.filter_chain_match.server_names.extend(chain.server_names)
+    if chain.tls is not None:
+        built.transport_socket.CopyFrom(
+            base_pb2.TransportSocket(
+                name=TLS_TRANSPORT, typed_config=pack(downstream_tls_context(chain.tls))
+            )
+        )
+    return built
+
+
+def udp_listener_message(item: ir.UdpListener) -> listener_pb2.Listener:
+    """A UDP listener whose ``udp_proxy`` sends every datagram session to one cluster (the
+    never-defined invalid cluster when the route has no usable backend: datagrams dropped)."""
+    route = udp_route_pb2.Route(cluster=item.cluster or ir.INVALID_BACKEND_CLUSTER)
+    proxy = udp_proxy_pb2.UdpProxyConfig(
+        stat_prefix=item.name.replace("/", "_"),
+        matcher=matcher_pb2.Matcher(
+            on_no_match=matcher_pb2.Matcher.OnMatch(
+                action=extension_pb2.TypedExtensionConfig(name="route", typed_config=pack(route))
+            )
+        ),
+    )
+    return listener_pb2.Listener(
+        name=item.name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(
+                protocol=address_pb2.SocketAddress.UDP,
+                address=item.address,
+                port_value=item.port,
+            )
+        ),
+        udp_listener_config=udp_listener_config_pb2.UdpListenerConfig(),
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(name=UDP_PROXY_FILTER, typed_config=pack(proxy))
+        ],
+    )
 
 
 def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_components_pb2.FilterChain:
@@ -491,11 +578,29 @@ def _varint(value: int) -> bytes:
 # --------------------------------------------------------------------------- routes
 
 
-def route_configuration(config: ir.RouteConfig) -> route_pb2.RouteConfiguration:
+def route_configuration(
+    config: ir.RouteConfig,
+    memo: TranslateMemo | None = None,
+    kept: dict[Any, Any] | None = None,
+) -> route_pb2.RouteConfiguration:
+    if memo is None or kept is None:
+        vhosts = [_virtual_host(v) for v in config.virtual_hosts]
+    else:
+        vhosts = []
+        for vhost in config.virtual_hosts:
+            key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
+            found = memo.vhosts.get(key)
+            if found is None or len(found[0]) != len(vhost.routes):
+                memo.misses += 1
+                found = (vhost.routes, _virtual_host(vhost))
+            else:
+                memo.hits += 1
+            kept[key] = found  # holds the routes, so their ids stay theirs
+            vhosts.append(found[1])
     return route_pb2.RouteConfiguration(
         name=config.name,
         ignore_port_in_host_matching=True,
-        virtual_hosts=[_virtual_host(v) for v in config.virtual_hosts],
+        virtual_hosts=vhosts,
     )
 
 
@@ -969,6 +1074,10 @@ def cluster_message(item: ir.Cluster) -> cluster_pb2.Cluster:
             if value is not None:
                 target.value = value
         message.circuit_breakers.thresholds.append(thresholds)
+    if item.locality_weighted:
+        message.common_lb_config.locality_weighted_lb_config.SetInParent()
+    if item.protocol in ("tcp", "udp"):
+        return message  # L4: no HTTP protocol options, no upstream TLS
     options = http_protocol_options_pb2.HttpProtocolOptions()
     common = options.common_http_protocol_options
     if item.idle_timeout_seconds is not None:
@@ -1019,18 +1128,28 @@ def cluster_message(item: ir.Cluster) -> cluster_pb2.Cluster:
 def load_assignment(item: ir.ClusterEndpoints) -> endpoint_pb2.ClusterLoadAssignment:
     message = endpoint_pb2.ClusterLoadAssignment(cluster_name=item.cluster)
     if item.endpoints:
-        locality = endpoint_components_pb2.LocalityLbEndpoints()
-        for endpoint in sorted(item.endpoints, key=lambda e: (e.address, e.port)):
-            lb = endpoint_components_pb2.LbEndpoint(
-                endpoint=endpoint_components_pb2.Endpoint(
-                    address=_socket(endpoint.address, endpoint.port)
-                )
-            )
-            if endpoint.draining:
-                lb.health_status = health_check_pb2.DRAINING
-            locality.lb_endpoints.append(lb)
+        message.endpoints.append(_locality(item.endpoints))
+    for index, group in enumerate(item.localities):
+        # One locality per backendRef of a split, told apart by sub-zone, weighted.
+        locality = _locality(group.endpoints)
+        locality.locality.sub_zone = f"backend-{index}"
+        locality.load_balancing_weight.value = group.weight
         message.endpoints.append(locality)
     return message
+
+
+def _locality(endpoints: tuple[ir.Endpoint, ...]) -> endpoint_components_pb2.LocalityLbEndpoints:
+    locality = endpoint_components_pb2.LocalityLbEndpoints()
+    for endpoint in sorted(endpoints, key=lambda e: (e.address, e.port)):
+        lb = endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(
+                address=_socket(endpoint.address, endpoint.port)
+            )
+        )
+        if endpoint.draining:
+            lb.health_status = health_check_pb2.DRAINING
+        locality.lb_endpoints.append(lb)
+    return locality
 
 
 def secret_message(item: ir.Secret) -> secret_pb2.Secret:
