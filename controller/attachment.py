@@ -56,7 +56,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller import hostnames as hn
 from controller import precedence as prec
@@ -134,9 +134,9 @@ def _cond(type_: str, ok: bool | None, reason: str, message: str = "") -> Condit
     return Condition(type_, status, reason, message)
 
 
-@dataclass(frozen=True, order=True)
-class ObjKey:
-    """A namespaced (or cluster-scoped, namespace "") object of a known kind."""
+class ObjKey(NamedTuple):
+    """A namespaced (or cluster-scoped, namespace "") object of a known kind. (A tuple, not a
+    dataclass: keys are hashed and compared on every lookup, and a tuple does that in C.)"""
 
     kind: str
     namespace: str
@@ -154,8 +154,7 @@ class ObjKey:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
-@dataclass(frozen=True, order=True)
-class ListenerKey:
+class ListenerKey(NamedTuple):
     """A listener: its owner (Gateway or ListenerSet) and its name within that owner."""
 
     owner: ObjKey

@@ -571,6 +571,8 @@ def compute(
     ``result`` is the attachment engine run for our controller names; ``built_notes`` and
     ``problems`` come from the IR builder (``BuildResult.notes`` and
     ``BuildResult.policy_problems``: why a policy could not be enforced at run time)."""
+    if not any(o.get("kind") in POLICY_STATUS_KINDS for o in objects):
+        return []  # the common case: skip indexing every route's ancestors
     world = _World(objects, result)
     return [
         *_eg_policies(world, objects, built_notes, problems or {}),
