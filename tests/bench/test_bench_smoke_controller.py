@@ -17,10 +17,12 @@ def test_controller_bench_runs_and_reports_ratios(tmp_path: Path, envoy_binary: 
     results = bench_controller.run(small=5, settle=20, scale=40, probes=3, workdir=tmp_path)
     text = bench_controller.report(results)
     print(text)
-    assert sorted(results.propagation) == [5, 5 + 20 + 3]
-    assert all(len(times) == 3 for times in results.propagation.values())
+    assert sorted(results.propagation) == [5, 5 + 20 + 3 * 3]
+    assert sorted(results.propagation_loaded) == [5 + 3, 5 + 20 + 2 * 3]
+    for measured in (results.propagation, results.propagation_loaded):
+        assert all(len(times) == 3 for times in measured.values())
     assert results.settle_routes == 20
     assert results.route_writes >= 20  # every route got its status at least once
     assert results.churn_requests > 0
-    assert set(results.resources) == {5 + 20 + 2 * 3, 40}
+    assert set(results.resources) == {5 + 20 + 4 * 3, 40}
     assert "x agentgateway (0.03)" in text and "x Envoy Gateway (23)" in text
