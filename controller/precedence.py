@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import hostnames as hn
+from kubectl_gw import re2
 
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 VALUE_MATCH_TYPES = ("Exact", "RegularExpression")
@@ -115,19 +116,19 @@ def _pairs(items: Any, *, lower: bool) -> tuple[tuple[str, str, str], ...] | str
         if kind not in VALUE_MATCH_TYPES:
             return f'match type "{kind}" is not supported'
         value = str(item.get("value", ""))
-        if kind == "RegularExpression" and not _compiles(value):
-            return f"invalid regular expression {value!r}"
+        if kind == "RegularExpression" and (problem := regex_problem(value)) is not None:
+            return problem
         name = item["name"].lower() if lower else item["name"]
         out.append((kind, name, value))
     return tuple(sorted(set(out)))
 
 
-def _compiles(pattern: str) -> bool:
-    try:
-        re.compile(pattern)
-    except re.error:
-        return False
-    return True
+def regex_problem(pattern: str) -> str | None:
+    """Why a pattern is not one Envoy (RE2) can compile, or None. Envoy refuses a whole route
+    configuration over one such pattern, so the rule is dropped here instead (every other
+    route on the port would otherwise stop receiving updates)."""
+    why = re2.problem(pattern)
+    return None if why is None else f"regular expression {pattern!r}: {why}"
 
 
 def http_match(raw: Any) -> HTTPMatch | str:
@@ -144,8 +145,8 @@ def http_match(raw: Any) -> HTTPMatch | str:
         return f'path match type "{path_type}" is not supported'
     if path_type != "RegularExpression" and not value.startswith("/"):
         return f'path "{value}" must start with "/"'
-    if path_type == "RegularExpression" and not _compiles(value):
-        return f"invalid regular expression {value!r}"
+    if path_type == "RegularExpression" and (problem := regex_problem(value)) is not None:
+        return problem
     method = raw.get("method")
     if method is not None and method not in HTTP_METHODS:
         return f'method "{method}" is not supported'
@@ -170,8 +171,10 @@ def grpc_match(raw: Any) -> GRPCMatch | str:
         return f'method match type "{kind}" is not supported'
     service = str(method.get("service") or "")
     name = str(method.get("method") or "")
-    if kind == "RegularExpression" and not all(_compiles(p) for p in (service, name)):
-        return "invalid regular expression in method match"
+    if kind == "RegularExpression":
+        for pattern in (service, name):
+            if (problem := regex_problem(pattern)) is not None:
+                return f"method match: {problem}"
     headers = _pairs(raw.get("headers"), lower=True)
     if isinstance(headers, str):
         return f"headers: {headers}"

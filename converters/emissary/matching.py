@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubectl_gw import re2
+
 _SPECIAL = set("\\.+*?()|[]{}^$")
 _BAD_PATH = ("//", "/./", "/../", "%2f", "%2F", "#")
 _PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
@@ -39,13 +41,10 @@ def re2_escape(text: str) -> str:
 
 
 def check_regex(pattern: str, what: str) -> None:
-    """RE2 accepts what Python's ``re`` accepts minus look-around and back-references."""
-    if re.search(r"\(\?[=!<]|\(\?P=|\\[1-9]", pattern):
-        raise MatchError(f"{what} {pattern!r}: look-around and back-references are not RE2")
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        raise MatchError(f"{what} {pattern!r} is not a valid regular expression: {err}") from err
+    """Raise :class:`MatchError` unless RE2 (Envoy's engine, as Emissary's) accepts it."""
+    why = re2.problem(pattern)
+    if why is not None:
+        raise MatchError(f"{what} {pattern!r}: {why}")
 
 
 def path_ok(value: str) -> bool:

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kubectl_gw import re2
+
 MatchType = Literal["Exact", "PathPrefix", "RegularExpression"]
 
 _GW_SAFE = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
@@ -59,22 +61,9 @@ def gateway_safe(value: str) -> bool:
 
 def check_re2(pattern: str) -> None:
     """Raise :class:`RegexError` if ``pattern`` does not compile or uses what RE2 lacks."""
-    if re.search(r"\(\?[=!]|\(\?<[=!]", pattern):
-        raise RegexError("look-around assertions ((?=, (?!, (?<=, (?<!) are not supported by RE2")
-    if re.search(r"\(\?>", pattern):
-        raise RegexError("atomic groups (?>...) are not supported by RE2")
-    if re.search(r"\(\?\(", pattern):
-        raise RegexError("conditionals (?(...)...) are not supported by RE2")
-    if re.search(r"(?<!\\)(?:\\\\)*\\[1-9]", pattern) or re.search(r"\\[gk][<{'0-9]", pattern):
-        raise RegexError("back-references are not supported by RE2")
-    if re.search(r"(?<!\\)[*+?}]\+", pattern):
-        raise RegexError("possessive quantifiers are not supported by RE2")
-    if re.search(r"\(\?P?=", pattern) or re.search(r"\(\?R\)|\(\?[0-9]+\)", pattern):
-        raise RegexError("recursion and named back-references are not supported by RE2")
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        raise RegexError(f"invalid regular expression: {err}") from None
+    why = re2.problem(pattern)
+    if why is not None:
+        raise RegexError(why)
 
 
 def regex_mode_match(path: str) -> PathMatch:
