@@ -785,6 +785,8 @@ class _Builder:
                 f"{name}.{ns}:{port}",
                 "",
             )
+            if cluster is None:
+                problem = f"Service {ns}/{name} port {port}: its BackendTLSPolicy is unusable"
         elif (group, kind) == (ENVOY_GATEWAY_GROUP, "Backend"):
             cluster, problem = self._eg_backend_cluster(
                 ns, name, port if isinstance(port, int) else None, None
@@ -889,6 +891,8 @@ class _Builder:
             return ir.WeightedBackend(cluster, backend.weight)
         namespace, name, port = str(ref["namespace"]), str(ref["name"]), int(ref["port"])
         cluster = self._service_cluster(namespace, name, port, traffic)
+        if cluster is None:
+            return ir.WeightedBackend(None, backend.weight)  # fails closed: 500 for its share
         if route.kind == "GRPCRoute":
             # gRPC is HTTP/2: a GRPCRoute's backends are spoken to in h2c (TLS ones by ALPN)
             # whatever the Service's appProtocol says, as Envoy Gateway does.
@@ -897,8 +901,11 @@ class _Builder:
 
     def _service_cluster(
         self, namespace: str, name: str, port: int, traffic: eg.TrafficPolicy | None
-    ) -> str:
-        """The cluster of a Service port (with a BackendTrafficPolicy's cluster settings)."""
+    ) -> str | None:
+        """The cluster of a Service port (with a BackendTrafficPolicy's cluster settings);
+        None when a BackendTLSPolicy asks for TLS that cannot be verified as it says (no
+        usable CA): no traffic goes there, its share answers 500 (the spec's "connections
+        using an invalid CACertificateRef MUST fail" with a 5xx)."""
         base = ir.service_cluster_name(namespace, name, port)
         service = self.index.services.get((namespace, name)) or {}
         service_port: Mapping[str, Any] = next(
@@ -909,6 +916,11 @@ class _Builder:
             app = str(service_port.get("appProtocol") or "").lower()
             protocol: ir.UpstreamProtocol = "h2c" if app in H2C_APP_PROTOCOLS else "http1"
             tls = self._backend_tls(namespace, name, service_port)
+            if isinstance(tls, str):
+                self.out.notes.append(
+                    f"Service {namespace}/{name} port {port}: {tls}; requests to it answer 500"
+                )
+                return None
             self.clusters[base] = ir.Cluster(base, protocol=protocol, tls=tls)
             self.endpoints[base] = ir.ClusterEndpoints(
                 base, self._endpoints(namespace, name, service_port)
@@ -985,7 +997,18 @@ class _Builder:
 
     def _backend_tls(
         self, namespace: str, service: str, service_port: Mapping[str, Any]
-    ) -> ir.UpstreamTLS | None:
+    ) -> ir.UpstreamTLS | str | None:
+        """The BackendTLSPolicy of a Service port: None when none targets it, else the TLS to
+        originate, or why it cannot be (a string: the backend must then get no traffic).
+
+        The policy that applies is the oldest (then first by name) targeting the Service, or
+        the port by its name (``sectionName``), as ``policy_status`` decides the conflicts. It
+        verifies the backend against the PEM certificates of its first usable CA reference (a
+        ConfigMap's ``ca.crt``); with no usable reference at all (missing ConfigMap, no PEM,
+        another kind) it fails closed, never falling back to other CAs or to no verification
+        (``Accepted=False/NoValidCACertificate``). ``wellKnownCACertificates: System`` (and no
+        references) verifies against the host's CA bundle; any other value fails closed
+        (``Accepted=False/Invalid``)."""
         for policy in sorted(
             self.index.tls_policies,
             key=lambda p: (
@@ -1006,23 +1029,38 @@ class _Builder:
                 for t in targets
             ):
                 continue
-            validation = spec.get("validation") or {}
+            who = f"BackendTLSPolicy {namespace}/{meta.get('name')}"
+            raw = spec.get("validation")
+            validation: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
             sni = str(validation.get("hostname") or "")
             if not sni:
-                continue
+                return f"{who} has no validation.hostname"
+            refs = [r for r in validation.get("caCertificateRefs") or [] if isinstance(r, Mapping)]
+            well_known = str(validation.get("wellKnownCACertificates") or "")
             ca_secret: str | None = None
-            for ref in validation.get("caCertificateRefs") or []:
-                if ref.get("kind") == "ConfigMap" and (ref.get("group") or "") == "":
-                    config_map = self.index.config_maps.get((namespace, str(ref.get("name"))))
-                    ca = ((config_map or {}).get("data") or {}).get("ca.crt", "")
-                    if "-----BEGIN" in ca:
-                        ca_secret = f"configmap/{namespace}/{ref.get('name')}"
-                        self.secrets[ca_secret] = ir.Secret(ca_secret, ca=ca)
+            if refs:
+                for ref in refs:
+                    if ref.get("kind") != "ConfigMap" or (ref.get("group") or "") != "":
+                        continue
+                    name = str(ref.get("name") or "")
+                    config_map = self.index.config_maps.get((namespace, name)) or {}
+                    data = config_map.get("data")
+                    ca = str((data if isinstance(data, Mapping) else {}).get("ca.crt") or "")
+                    blocks = eg.pem_blocks(ca, "CERTIFICATE")
+                    if blocks:
+                        ca_secret = f"configmap/{namespace}/{name}"
+                        self.secrets[ca_secret] = ir.Secret(ca_secret, ca="".join(blocks))
                         break
+                if ca_secret is None:
+                    return f"{who} has no valid CA certificate"
+            elif well_known != "System":
+                return f"{who}: wellKnownCACertificates {well_known!r} is not supported"
+            elif ir.system_ca_bundle() is None:
+                return f"{who}: wellKnownCACertificates System, but this host has no CA bundle"
             sans = tuple(
                 str(s.get("hostname") or s.get("uri") or "")
                 for s in validation.get("subjectAltNames") or []
-                if s.get("hostname") or s.get("uri")
+                if isinstance(s, Mapping) and (s.get("hostname") or s.get("uri"))
             )
             return ir.UpstreamTLS(sni=sni, ca_secret=ca_secret, subject_alt_names=sans)
         return None

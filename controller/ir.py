@@ -29,7 +29,9 @@ precedence, decided by the builder); every other collection is kept sorted by na
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 PathKind = Literal["Exact", "PathPrefix", "RegularExpression"]
@@ -42,6 +44,21 @@ HashKind = Literal["SourceIP", "Header", "Cookie", "QueryParam"]
 TlsVersion = Literal["Auto", "1.0", "1.1", "1.2", "1.3"]
 SanType = Literal["DNS", "EMAIL", "URI", "IP_ADDRESS", "OTHER_NAME"]
 StringMatchKind = Literal["Exact", "Prefix", "Suffix", "RegularExpression"]
+
+# The host's CA bundle, for upstream TLS with the system CAs (Debian/Ubuntu, Fedora/RHEL,
+# Alpine, macOS with Homebrew OpenSSL); Envoy reads the file itself. The first that exists.
+CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/opt/homebrew/etc/openssl@3/cert.pem",
+)
+
+
+@functools.cache
+def system_ca_bundle() -> str | None:
+    return next((p for p in CA_BUNDLES if Path(p).is_file()), None)
+
 
 INVALID_BACKEND_CLUSTER = "invalid-backend-cluster"
 """Deliberately never defined: a weighted share pointing here answers 500 (reference §2.2)."""

@@ -41,6 +41,7 @@ from typing import Any
 
 from controller import attachment as att
 from controller import egpolicy as eg
+from controller import ir
 from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject
 
 EG_POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "ClientTrafficPolicy")
@@ -510,7 +511,8 @@ def _backend_tls_conditions(
     world: _World, policy: Mapping[str, Any], conflicted: list[str]
 ) -> tuple[att.Condition, ...]:
     """Accepted and ResolvedRefs, as far as the controller implements BackendTLSPolicy: a CA
-    from a ConfigMap's ``ca.crt`` (``wellKnownCACertificates`` is not implemented)."""
+    from a ConfigMap's ``ca.crt``, or ``wellKnownCACertificates: System`` (the host's bundle);
+    the same cases the IR builder fails closed on (a 500) are Accepted=False here."""
     ns = str(_meta(policy).get("namespace", ""))
     raw = _spec(policy).get("validation")
     validation: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
@@ -544,10 +546,24 @@ def _backend_tls_conditions(
             "Conflicted",
             "another BackendTLSPolicy targets " + ", ".join(conflicted) + " already",
         )
-    elif validation.get("wellKnownCACertificates"):
-        accepted = att.Condition(
-            "Accepted", "False", "Invalid", "wellKnownCACertificates is not implemented"
-        )
+    elif not str(validation.get("hostname") or ""):
+        accepted = att.Condition("Accepted", "False", "Invalid", "validation.hostname is not set")
+    elif validation.get("wellKnownCACertificates") and not bad and not usable:
+        # System: verified against the host's CA bundle (what the IR builder does too)
+        well_known = str(validation.get("wellKnownCACertificates"))
+        if well_known == "System" and ir.system_ca_bundle() is None:
+            accepted = att.Condition(
+                "Accepted", "False", "Invalid", "wellKnownCACertificates System: no CA bundle here"
+            )
+        elif well_known == "System":
+            accepted = att.Condition("Accepted", "True", "Accepted", ACCEPTED_MESSAGE)
+        else:
+            accepted = att.Condition(
+                "Accepted",
+                "False",
+                "Invalid",
+                f"wellKnownCACertificates {well_known!r} is not supported",
+            )
     elif not usable:
         accepted = att.Condition(
             "Accepted", "False", "NoValidCACertificate", "no usable CA certificate"

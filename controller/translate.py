@@ -27,7 +27,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
@@ -70,15 +69,8 @@ from xds.type.matcher.v3 import matcher_pb2
 
 from controller import ir
 
-# The host's CA bundle, for upstream TLS with the system CAs (Debian/Ubuntu, Fedora/RHEL,
-# Alpine, macOS with Homebrew OpenSSL); Envoy reads the file itself. The first that exists.
-_CA_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-    "/opt/homebrew/etc/openssl@3/cert.pem",
-)
-SYSTEM_CA_BUNDLE = next((p for p in _CA_BUNDLES if Path(p).is_file()), _CA_BUNDLES[0])
+# The host's CA bundle (None: there is none, and the IR builder fails such backends closed).
+SYSTEM_CA_BUNDLE = ir.system_ca_bundle() or ir.CA_BUNDLES[0]
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"

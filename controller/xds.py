@@ -31,6 +31,7 @@ wildcard types the names removed.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import logging
@@ -110,6 +111,18 @@ class Nack:
     version: str
     message: str
     at: float
+
+
+@dataclass(frozen=True)
+class Push:
+    """One response sent: the resources in it (SotW: all of them; delta: the changed ones)
+    and, in delta, the names removed."""
+
+    stream: str
+    type_url: str
+    delta: bool
+    names: tuple[str, ...]
+    removed: tuple[str, ...]
 
 
 @dataclass
@@ -251,10 +264,13 @@ class _Stream:
         self._offer(ENDPOINT_TYPE, {**_real(endpoints.acked), **snapshot.of(ENDPOINT_TYPE)})
         self._offer(SECRET_TYPE, {**_real(secrets.acked), **target_secrets})
 
-        # 1. clusters: what Envoy has plus the target (additions and changes, no removals)
+        # 1. clusters: what Envoy has plus the target (additions and changes, no removals).
+        # In delta, what Envoy has includes the clusters it reported on a reconnect (we hold
+        # no message for them, and send none: only their names stay until the removals).
         if not clusters.requested:
             return  # Envoy has not started yet
-        if self._step(CLUSTER_TYPE, {**_real(clusters.acked), **target_clusters}):
+        have = dict(clusters.acked) if self.delta else _real(clusters.acked)
+        if self._step(CLUSTER_TYPE, {**have, **target_clusters}):
             return
         warm = _eds_clusters(clusters.acked, target_clusters)
         if not (warm <= endpoints.subscribed and warm <= set(endpoints.acked)):
@@ -340,15 +356,20 @@ class _Stream:
             state.sent = dict(want)
         else:
             state.sent = {**state.sent, **want}
+        sent_names = (
+            tuple(r.name for r in response.resources) if self.delta else tuple(sorted(want))
+        )
+        removed = tuple(response.removed_resources) if self.delta else ()
         log.debug(
-            "→ %s %s v%s nonce %s (%d resources)",
+            "→ %s %s v%s nonce %s (%d resources, %d removed)",
             self.label,
             translate.SHORT_TYPE_NAMES.get(type_url, type_url),
             version,
             nonce,
-            len(want),
+            len(sent_names),
+            len(removed),
         )
-        self.server.count_push(type_url)
+        self.server.count_push(Push(self.label, type_url, self.delta, sent_names, removed))
         self.out.put(response)
 
 
@@ -407,7 +428,8 @@ class AdsServer:
         self._max_streams = max_streams
         self.port = 0
         self.nacks: list[Nack] = []
-        self.pushes: dict[str, int] = {}
+        self.pushes: dict[str, int] = {}  # responses sent, per short type name
+        self.sent: collections.deque[Push] = collections.deque(maxlen=2000)  # the last ones
 
     # -------------------------------------------------------------- life cycle
 
@@ -445,6 +467,11 @@ class AdsServer:
     @property
     def generation(self) -> int:
         return self._generation
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The current target (what every Envoy is being walked to)."""
+        return self._snapshot
 
     def set_resources(self, resources: translate.Resources) -> int:
         """Publish a new target; return its generation (for :meth:`wait_synced`)."""
@@ -502,9 +529,10 @@ class AdsServer:
         del self.nacks[:-100]
         self._changed.notify_all()
 
-    def count_push(self, type_url: str) -> None:
-        key = translate.SHORT_TYPE_NAMES.get(type_url, type_url)
+    def count_push(self, push: Push) -> None:
+        key = translate.SHORT_TYPE_NAMES.get(push.type_url, push.type_url)
         self.pushes[key] = self.pushes.get(key, 0) + 1
+        self.sent.append(push)
 
     def serve_stream(
         self, request_iterator: Iterator[Any], context: Any, delta: bool

@@ -348,11 +348,13 @@ def start_controller(
     *,
     ports: tuple[int, ...] = (80,),
     prefix: str = "t",
+    delta: bool = False,
     **overrides: Any,
 ) -> Iterator[Running]:
     """A GatewayClass of its own and the controller (with Envoy) serving it, on a port offset
-    where every Gateway port in ``ports`` is free; ``overrides`` go to
-    :class:`ControllerConfig`. Stopped and the class deleted after."""
+    where every Gateway port in ``ports`` is free; ``delta``: Envoy speaks delta (incremental)
+    ADS instead of state of the world; ``overrides`` go to :class:`ControllerConfig`. Stopped
+    and the class deleted after."""
     from tests.realparts.envoy import unique_base_id
 
     suffix = uuid.uuid4().hex[:8]
@@ -367,6 +369,7 @@ def start_controller(
         "envoy_path": str(envoy_binary),
         "envoy_base_id": unique_base_id(),
         "workdir": workdir,
+        "delta": delta,
         **overrides,
     }
     config = ControllerConfig(**options)

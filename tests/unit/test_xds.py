@@ -98,13 +98,16 @@ class FakeEnvoy:
         ack: Any = None,
         error: str | None = None,
         unsubscribe: tuple[str, ...] = (),
+        initial: dict[str, str] | None = None,
     ) -> None:
-        """Send a request for ``type_url``; ``ack`` is the response being answered."""
+        """Send a request for ``type_url``; ``ack`` is the response being answered;
+        ``initial``: delta ``initial_resource_versions`` (what Envoy has on a new stream)."""
         if self.delta:
             request = discovery_pb2.DeltaDiscoveryRequest(
                 type_url=type_url,
                 resource_names_subscribe=list(names),
                 resource_names_unsubscribe=list(unsubscribe),
+                initial_resource_versions=initial or {},
             )
         else:
             request = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=list(names))
@@ -419,3 +422,57 @@ def test_eds_clusters_after_a_delta_reconnect() -> None:
 def test_wait_synced_needs_a_stream(server: AdsServer) -> None:
     generation = server.set_resources(translate.translate(model("svc/a/80")))
     assert not server.wait_synced(generation, 0.2)
+
+
+def test_delta_reconnect_sends_only_changes_and_removes_last(
+    server: AdsServer, envoys: list[FakeEnvoy]
+) -> None:
+    """Envoy reconnects (same process, new stream) reporting what it holds. While it was away
+    the route moved from b to c: c is added and its endpoints sent, a is not resent, the route
+    follows, and only then is b removed (b was removed first before the fix: the old route
+    pointed at a cluster Envoy no longer had)."""
+    old = make_snapshot(1, translate.translate(model("svc/a/80", "svc/b/80")))
+    server.set_resources(translate.translate(model("svc/a/80", "svc/c/80")))
+    new = server.snapshot
+    assert new is not None
+
+    def held(type_url: str) -> dict[str, str]:
+        return {n: e.version for n, e in old.of(type_url).items()}
+
+    client = connect(server, envoys, delta=True)
+    client.ask(CLUSTER_TYPE, initial=held(CLUSTER_TYPE))
+    client.ask(LISTENER_TYPE, initial=held(LISTENER_TYPE))
+    client.ask(ENDPOINT_TYPE, ("svc/a/80", "svc/b/80"), initial=held(ENDPOINT_TYPE))
+    client.ask(ROUTE_TYPE, ("http-80",), initial=held(ROUTE_TYPE))
+    cds = client.recv()
+    assert cds.type_url == CLUSTER_TYPE
+    assert (names(cds), list(cds.removed_resources)) == (["svc/c/80"], [])
+    client.ask(ENDPOINT_TYPE, ("svc/c/80",))
+    client.ask(CLUSTER_TYPE, ack=cds)
+    eds = client.recv()
+    assert (eds.type_url, names(eds)) == (ENDPOINT_TYPE, ["svc/c/80"])  # a's are unchanged
+    client.ask(ENDPOINT_TYPE, ack=eds)
+    rds = client.recv()
+    assert (rds.type_url, names(rds)) == (ROUTE_TYPE, ["http-80"])
+    client.ask(ROUTE_TYPE, ack=rds)
+    lds = client.recv()  # the first answer on the stream: nothing in it, the listener is the same
+    assert (lds.type_url, names(lds), list(lds.removed_resources)) == (LISTENER_TYPE, [], [])
+    client.ask(LISTENER_TYPE, ack=lds)
+    cds = client.recv()
+    assert (cds.type_url, names(cds), list(cds.removed_resources)) == (
+        CLUSTER_TYPE,
+        [],
+        ["svc/b/80"],
+    )
+    client.ask(ENDPOINT_TYPE, unsubscribe=("svc/b/80",))
+    client.ask(CLUSTER_TYPE, ack=cds)
+    assert server.wait_synced(new.generation, 5)
+    client.silent()
+    sent = [(SHORT[p.type_url], p.names, p.removed) for p in server.sent]
+    assert sent == [
+        ("clusters", ("svc/c/80",), ()),
+        ("endpoints", ("svc/c/80",), ()),
+        ("routes", ("http-80",), ()),
+        ("listeners", (), ()),
+        ("clusters", (), ("svc/b/80",)),
+    ]
