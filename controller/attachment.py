@@ -963,11 +963,15 @@ class RouteMemo:
 
     def __init__(self) -> None:
         self._entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
+        # Per listener: the (route, attachment) pairs its routing table was built from, and
+        # the table. The same pairs (the very same objects) give the same table.
+        self.tables: dict[ListenerKey, tuple[list[tuple[Any, Any]], list[RoutingEntry]]] = {}
         self.hits = 0
         self.misses = 0
 
     def invalidate(self) -> None:
         self._entries.clear()
+        self.tables.clear()
 
     def get(self, key: ObjKey, obj: Mapping[str, Any]) -> RouteResult | None:
         found = self._entries.get(key)
@@ -1190,7 +1194,7 @@ def compute(
     for lis in listeners.values():
         lis.attached.sort()
         lis.attached_routes = len(lis.attached)
-    _routing_tables(routes, listeners)
+    _routing_tables(routes, listeners, memo)
 
     if not world.services and any(
         (b.ref["group"], b.ref["kind"]) == ("", "Service") for r in routes for b in r.backends
@@ -1518,7 +1522,9 @@ def _parent(
 
 
 def _routing_tables(
-    routes: list[RouteResult], listeners: Mapping[ListenerKey, ListenerResult]
+    routes: list[RouteResult],
+    listeners: Mapping[ListenerKey, ListenerResult],
+    memo: RouteMemo | None = None,
 ) -> None:
     per_listener: dict[ListenerKey, list[tuple[RouteResult, ListenerAttachment]]] = defaultdict(
         list
@@ -1533,10 +1539,23 @@ def _routing_tables(
                     continue
                 seen.add(att.listener)
                 per_listener[att.listener].append((route, att))
+    kept: dict[ListenerKey, tuple[list[tuple[Any, Any]], list[RoutingEntry]]] = {}
     for lkey, items in per_listener.items():
         lis = listeners.get(lkey)
         if lis is None:
             continue
+        if memo is not None:
+            before = memo.tables.get(lkey)
+            if (
+                before is not None
+                and len(before[0]) == len(items)
+                and all(
+                    r is r0 and a is a0 for (r, a), (r0, a0) in zip(items, before[0], strict=True)
+                )
+            ):
+                lis.routing = before[1]  # no route on it changed: its table stands
+                kept[lkey] = before
+                continue
         table: list[RoutingEntry] = []
         for kind in ROUTE_KINDS:
             entries = [
@@ -1548,6 +1567,9 @@ def _routing_tables(
                 entry.rank = rank
             table.extend(entries)
         lis.routing = table
+        kept[lkey] = (items, table)
+    if memo is not None:
+        memo.tables = kept
 
 
 def _entries(route: RouteResult, att: ListenerAttachment) -> list[RoutingEntry]:

@@ -139,6 +139,8 @@ class _Builder:
         self.options = options
         self.memo = memo
         self._memo_kept: dict[_MemoKey, _MemoEntry] = {}
+        self._vhosts_kept: dict[Any, _VhostsEntry] = {}
+        self._entry_keys: list[_MemoKey] | None = None  # recording for _memo_virtual_hosts
         self._route_results: dict[att.ObjKey, att.RouteResult] | None = None
         self.clusters: _Recording[ir.Cluster] = _Recording()
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
@@ -237,7 +239,7 @@ class _Builder:
         chains: list[ir.FilterChain] = []
         if protocol == "HTTP":
             name = ir.http_route_config_name(port)
-            vhosts = self._virtual_hosts(group)
+            vhosts = self._memo_virtual_hosts(group)
             chains.append(ir.FilterChain(name, ir.RouteConfig(name, vhosts)))
             for lis in group:
                 self.out.programmed[lis.key] = (
@@ -261,7 +263,7 @@ class _Builder:
                 chains.append(
                     ir.FilterChain(
                         name,
-                        ir.RouteConfig(name, self._virtual_hosts([lis])),
+                        ir.RouteConfig(name, self._memo_virtual_hosts([lis])),
                         server_names=server_names,
                         tls=replace(
                             self._downstream_tls.get(lis.key, ir.TLSTermination(())),
@@ -448,6 +450,58 @@ class _Builder:
 
     # -------------------------------------------------------------- virtual hosts
 
+    def _memo_virtual_hosts(self, group: list[att.ListenerResult]) -> tuple[ir.VirtualHost, ...]:
+        """:meth:`_virtual_hosts` through the memo: listeners whose routing tables are the very
+        same lists as last time (the engine's memo keeps the table of a listener no route of
+        which changed) get the same virtual hosts; what building their routes added is replayed
+        from the route entries."""
+        if self.memo is None:
+            return self._virtual_hosts(group)
+        key = tuple((lis.key, lis.hostname) for lis in group)
+        found = self.memo.vhosts.get(key)
+        if found is not None and all(
+            lis.routing is table for lis, table in zip(group, found.tables, strict=True)
+        ):
+            for entry_key in found.entry_keys:
+                entry = self.memo.entries.get(entry_key)
+                if entry is None:
+                    break  # not expected: build it again below
+                self._replay(entry_key, entry)
+            else:
+                self.out.notes.extend(found.notes)
+                self._vhosts_kept[key] = found
+                return found.vhosts
+        before_notes = len(self.out.notes)
+        self._entry_keys = []
+        try:
+            vhosts = self._virtual_hosts(group)
+            entry_keys = tuple(self._entry_keys)
+        finally:
+            self._entry_keys = None
+        # notes of the virtual hosts themselves (not of their routes, which replay their own)
+        route_notes = {n for k in entry_keys for n in self._memo_kept[k].notes}
+        notes = tuple(n for n in self.out.notes[before_notes:] if n not in route_notes)
+        self._vhosts_kept[key] = _VhostsEntry(
+            tuple(lis.routing for lis in group), vhosts, entry_keys, notes
+        )
+        return vhosts
+
+    def _replay(self, key: _MemoKey, found: _MemoEntry) -> None:
+        """What building a memoised routing entry added to this build, added again."""
+        for name, cluster in found.clusters.items():
+            self.clusters.setdefault(name, cluster)
+        for name, endpoints in found.endpoints.items():
+            self.endpoints.setdefault(name, endpoints)
+        for name, secret in found.secrets.items():
+            self.secrets.setdefault(name, secret)
+        self.out.notes.extend(found.notes)
+        for policy, problems in found.policy_problems:
+            known = self.out.policy_problems.setdefault(policy, [])
+            known += [p for p in problems if p not in known]
+        self._memo_kept[key] = found
+        if self._entry_keys is not None:
+            self._entry_keys.append(key)
+
     def _virtual_hosts(self, group: list[att.ListenerResult]) -> tuple[ir.VirtualHost, ...]:
         hostnames: set[str] = set()
         for lis in group:
@@ -514,17 +568,7 @@ class _Builder:
             found = self.memo.entries.get(key)
         if found is not None and found.verdict is verdict:
             self.memo.hits += 1
-            for name, cluster in found.clusters.items():
-                self.clusters.setdefault(name, cluster)
-            for name, endpoints in found.endpoints.items():
-                self.endpoints.setdefault(name, endpoints)
-            for name, secret in found.secrets.items():
-                self.secrets.setdefault(name, secret)
-            self.out.notes.extend(found.notes)
-            for policy, problems in found.policy_problems:
-                known = self.out.policy_problems.setdefault(policy, [])
-                known += [p for p in problems if p not in known]
-            self._memo_kept[key] = found
+            self._replay(key, found)
             return found.routes
         self.memo.misses += 1
         notes = len(self.out.notes)
@@ -565,6 +609,8 @@ class _Builder:
                 if len(problems) > problems_before.get(policy, 0)
             ),
         )
+        if self._entry_keys is not None:
+            self._entry_keys.append(key)
         return routes
 
     def _route(self, entry: att.RoutingEntry, lis: att.ListenerResult) -> list[ir.Route]:
@@ -1193,6 +1239,14 @@ class _MemoEntry:
     policy_problems: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]
 
 
+@dataclass(frozen=True)
+class _VhostsEntry:
+    tables: tuple[list[att.RoutingEntry], ...]  # the listeners' routing tables (identity)
+    vhosts: tuple[ir.VirtualHost, ...]
+    entry_keys: tuple[_MemoKey, ...]  # the routing entries built for them, to replay
+    notes: tuple[str, ...]
+
+
 class BuildMemo:
     """IR routes kept from one :func:`build` to the next (the controller's incremental path).
 
@@ -1204,11 +1258,13 @@ class BuildMemo:
 
     def __init__(self) -> None:
         self.entries: dict[_MemoKey, _MemoEntry] = {}
+        self.vhosts: dict[Any, _VhostsEntry] = {}  # per listener group (see _memo_virtual_hosts)
         self.hits = 0
         self.misses = 0
 
     def invalidate(self) -> None:
         self.entries.clear()
+        self.vhosts.clear()
 
 
 def _route_clusters(route: ir.Route) -> set[str]:
@@ -1233,6 +1289,7 @@ def build(
     out = builder.build()
     if memo is not None:
         memo.entries = builder._memo_kept  # entries not used this time are dropped
+        memo.vhosts = builder._vhosts_kept
     return out
 
 

@@ -140,6 +140,10 @@ class TranslateMemo:
             tuple[str, tuple[str, ...], tuple[int, ...]],
             tuple[tuple[ir.Route, ...], route_components_pb2.VirtualHost],
         ] = {}
+        # whole route configurations made of the very same virtual-host tuple (the builder's
+        # memo keeps it for listeners none of whose routes changed)
+        self.configs: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration]] = {}
+        self.configs_kept: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -168,6 +172,7 @@ def translate(model: ir.IR, memo: TranslateMemo | None = None) -> Resources:
     secrets = {s.name: secret_message(s) for s in model.secrets}
     if memo is not None:
         memo.vhosts = kept  # virtual hosts gone from the IR leave the memo
+        memo.configs, memo.configs_kept = memo.configs_kept, {}
     return Resources(
         {
             LISTENER_TYPE: listeners,
@@ -578,6 +583,15 @@ def route_configuration(
     if memo is None or kept is None:
         vhosts = [_virtual_host(v) for v in config.virtual_hosts]
     else:
+        whole = (config.name, id(config.virtual_hosts))
+        found_config = memo.configs.get(whole)
+        if found_config is not None and found_config[0] is config.virtual_hosts:
+            memo.configs_kept[whole] = found_config
+            for vhost in config.virtual_hosts:  # keep their entries for the next translation
+                key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
+                if key in memo.vhosts:
+                    kept[key] = memo.vhosts[key]
+            return found_config[1]
         vhosts = []
         for vhost in config.virtual_hosts:
             key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
@@ -589,11 +603,17 @@ def route_configuration(
                 memo.hits += 1
             kept[key] = found  # holds the routes, so their ids stay theirs
             vhosts.append(found[1])
-    return route_pb2.RouteConfiguration(
+    message = route_pb2.RouteConfiguration(
         name=config.name,
         ignore_port_in_host_matching=True,
         virtual_hosts=vhosts,
     )
+    if memo is not None:
+        memo.configs_kept[(config.name, id(config.virtual_hosts))] = (
+            config.virtual_hosts,
+            message,
+        )
+    return message
 
 
 def _virtual_host(vhost: ir.VirtualHost) -> route_components_pb2.VirtualHost:

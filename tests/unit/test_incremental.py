@@ -392,3 +392,51 @@ def test_memos_are_used_for_a_route_change() -> None:
         memo.hits = memo.misses = 0
     pipeline.compute(list(world.objects.values()), {"Service"})
     assert pipeline.route_memo.hits == 0 and pipeline.build_memo.hits == 0
+
+
+def test_an_untouched_listener_keeps_its_routing_table_virtual_hosts_and_message() -> None:
+    """A route added on one listener leaves another listener's routing table, virtual hosts
+    and route configuration message as they were (the same objects: nothing rebuilt)."""
+    world = World()
+    for index in range(20):
+        world.add(
+            {
+                "apiVersion": GW,
+                "kind": "HTTPRoute",
+                "metadata": {"name": f"m{index}", "namespace": "a"},
+                "spec": {
+                    "parentRefs": [{"name": "gw", "sectionName": "http"}],
+                    "hostnames": [f"h{index}.example.test"],
+                    "rules": [{"backendRefs": [{"name": "svc0", "port": 80}]}],
+                },
+            }
+        )
+    pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
+
+    def port_80(computed: incremental.Pass) -> Any:
+        (listener,) = [lis for lis in computed.built.ir.listeners if lis.gateway_port == 80]
+        return listener.filter_chains[0].route_config
+
+    first = pipeline.compute(list(world.objects.values()), {"Gateway"})
+    first_message = pipeline.translate(first.built.ir).of(translate.ROUTE_TYPE)["http-80"]
+    world.add(
+        {
+            "apiVersion": GW,
+            "kind": "HTTPRoute",
+            "metadata": {"name": "other", "namespace": "a"},
+            "spec": {
+                "parentRefs": [{"name": "gw", "sectionName": "wild"}],
+                "hostnames": ["o.example.test"],
+                "rules": [{"backendRefs": [{"name": "svc1", "port": 80}]}],
+            },
+        }
+    )
+    second = pipeline.compute(list(world.objects.values()), {"HTTPRoute"})
+    second_message = pipeline.translate(second.built.ir).of(translate.ROUTE_TYPE)["http-80"]
+    assert port_80(second).virtual_hosts is port_80(first).virtual_hosts
+    assert second_message is first_message
+    http = [lis for g in second.result.gateways for lis in g.listeners if lis.name == "http"]
+    old = [lis for g in first.result.gateways for lis in g.listeners if lis.name == "http"]
+    assert http[0].routing is old[0].routing
+    # and the port-8080 side did change
+    assert "http-8080" in pipeline.translate(second.built.ir).of(translate.ROUTE_TYPE)
