@@ -159,7 +159,10 @@ def translation_times(routes: int) -> dict[str, float]:
     """Seconds per stage: a full pass (fresh memos), then one route added and one route edited
     on the controller's incremental pipeline (the memos a running controller keeps)."""
     from controller import gatewayapi_to_ir, incremental
+    from controller.run import tune_gc
     from controller.xds import make_snapshot
+
+    tune_gc()  # as the controller process does
 
     name = "kubectl-gw.dev/bench"
     objects: list[Any] = synthetic(routes, name)
