@@ -261,13 +261,7 @@ class Provider:
 
 def _watch_client(cluster: Cluster, pool_size: int) -> Any:
     """An ApiClient like the cluster's, with a connection pool big enough for every watch."""
-    import copy
-
-    from kubernetes.client import ApiClient
-
-    configuration = copy.copy(cluster.api.configuration)
-    configuration.connection_pool_maxsize = pool_size
-    return ApiClient(configuration)
+    return cluster.with_pool(pool_size).api
 
 
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})

@@ -135,7 +135,7 @@ class Controller:
         cluster = kube.connect(config.target)
         cluster.server_version()  # fail fast, with kubectl's message, if unreachable
         self.writer = status_mod.StatusWriter(
-            cluster,
+            cluster.with_pool(config.status_workers + 2),
             workers=config.status_workers,
             min_interval=config.status_min_interval,
             on_failure=self._status_failed,

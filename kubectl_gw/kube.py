@@ -7,6 +7,7 @@ and out as plain dicts (raw JSON), which also avoids the client's slow model des
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -51,6 +52,18 @@ class Cluster:
     namespace: str  # the effective default namespace (-n, else the context's, else default)
     all_namespaces: bool
     request_timeout: float | None
+
+    def with_pool(self, size: int) -> Cluster:
+        """The same cluster through a client whose connection pool keeps ``size`` connections:
+        one per thread that talks at once (watches, status workers). With fewer, urllib3
+        discards the extra connections and every later request pays a new TLS handshake."""
+        import copy
+
+        from kubernetes.client import ApiClient
+
+        configuration = copy.copy(self.api.configuration)
+        configuration.connection_pool_maxsize = size
+        return dataclasses.replace(self, api=ApiClient(configuration))
 
     # ------------------------------------------------------------------ raw requests
 
