@@ -27,8 +27,9 @@ def _free_offset(ports: list[int]) -> int:
         offset = random.randrange(20000, 40000, 1000)
         try:
             for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):  # UDPRoute goldens too
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind(("127.0.0.1", port + offset))
         except OSError:
             continue
         return offset
@@ -57,10 +58,23 @@ def envoy_with_ads(envoy_binary: Path, tmp_path: Path) -> Iterator[AdsServer]:
 @pytest.mark.envoy
 def test_real_envoy_acks_every_golden(envoy_with_ads: AdsServer) -> None:
     server = envoy_with_ads
-    offset = _free_offset([80, 443, 8080])
+    inputs = {
+        case: [item.obj for item in load_inputs([str(GOLDEN / case / "input.yaml")]).objects]
+        for case in CASES
+    }
+    ports = sorted(  # every port a golden's Gateways listen on must be free after the offset
+        {
+            int(listener["port"])
+            for objects in inputs.values()
+            for obj in objects
+            if obj.get("kind") in ("Gateway", "ListenerSet", "XListenerSet")
+            for listener in (obj.get("spec") or {}).get("listeners") or []
+        }
+    )
+    offset = _free_offset(ports)
     options = gatewayapi_to_ir.BuildOptions(listen_address="127.0.0.1", port_offset=offset)
     for case in CASES + CASES[:1]:
-        objects = [item.obj for item in load_inputs([str(GOLDEN / case / "input.yaml")]).objects]
+        objects = inputs[case]
         _result, built = gatewayapi_to_ir.compute_and_build(
             objects, frozenset({DEFAULT_CONTROLLER_NAME}), options
         )
