@@ -65,6 +65,8 @@ from kubectl_gw.model import (
     GATEWAY_GROUP,
     GATEWAY_X_GROUP,
     KubeObject,
+    meta_of,
+    spec_of,
     split_api_version,
 )
 
@@ -362,14 +364,8 @@ class AttachmentResult:
 # --------------------------------------------------------------------------- the world
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
+_meta = meta_of
+_spec = spec_of
 
 
 def _list(value: Any) -> list[Any]:

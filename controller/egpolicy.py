@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import ir
-from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP
+from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, meta_of, spec_of
 
 POLICY_KINDS = (
     "BackendTrafficPolicy",
@@ -201,14 +201,8 @@ def parse_quantity(value: Any) -> int | None:
     return int(float(match.group(1)) * _QUANTITY_UNITS[match.group(2)])
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
+_meta = meta_of
+_spec = spec_of
 
 
 def _map(value: Any) -> Mapping[str, Any]:

@@ -42,7 +42,7 @@ from typing import Any
 from controller import attachment as att
 from controller import egpolicy as eg
 from controller import ir
-from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject
+from kubectl_gw.model import ENVOY_GATEWAY_GROUP, GATEWAY_GROUP, KubeObject, meta_of, spec_of
 
 EG_POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "ClientTrafficPolicy")
 POLICY_STATUS_KINDS = (*EG_POLICY_KINDS, "BackendTLSPolicy")
@@ -109,14 +109,8 @@ def ancestor_ref(namespace: str, name: str, section: str | None = None) -> dict[
     return ref
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
+_meta = meta_of
+_spec = spec_of
 
 
 def _order(obj: Mapping[str, Any]) -> tuple[str, str, str]:

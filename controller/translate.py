@@ -300,15 +300,24 @@ def _l4_filter_chain(chain: ir.L4Chain) -> listener_components_pb2.FilterChain:
         name=chain.name,
         filters=[listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack(proxy))],
     )
-    if chain.server_names:
-        built.filter_chain_match.server_names.extend(chain.server_names)
-    if chain.tls is not None:
+    _match_sni_and_terminate(built, chain.server_names, chain.tls)
+    return built
+
+
+def _match_sni_and_terminate(
+    built: listener_components_pb2.FilterChain,
+    server_names: tuple[str, ...],
+    tls: ir.TLSTermination | None,
+) -> None:
+    """A filter chain's SNI match and, when it terminates TLS, its downstream TLS context."""
+    if server_names:
+        built.filter_chain_match.server_names.extend(server_names)
+    if tls is not None:
         built.transport_socket.CopyFrom(
             base_pb2.TransportSocket(
-                name=TLS_TRANSPORT, typed_config=pack(downstream_tls_context(chain.tls))
+                name=TLS_TRANSPORT, typed_config=pack(downstream_tls_context(tls))
             )
         )
-    return built
 
 
 def udp_listener_message(item: ir.UdpListener) -> listener_pb2.Listener:
@@ -354,15 +363,8 @@ def _filter_chain(item: ir.Listener, chain: ir.FilterChain) -> listener_componen
         name=chain.name,
         filters=[listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))],
     )
-    if chain.server_names:
-        built.filter_chain_match.server_names.extend(chain.server_names)
-    if chain.tls is not None:
-        built.transport_socket.CopyFrom(
-            base_pb2.TransportSocket(
-                name=TLS_TRANSPORT, typed_config=pack(downstream_tls_context(chain.tls))
-            )
-        )
-    elif item.protocol == "HTTPS":
+    _match_sni_and_terminate(built, chain.server_names, chain.tls)
+    if chain.tls is None and item.protocol == "HTTPS":
         raise ValueError(f"listener {item.name}: HTTPS filter chain {chain.name} without TLS")
     return built
 

@@ -9,6 +9,7 @@ then policies).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -310,6 +311,18 @@ KINDS: tuple[KindInfo, ...] = (
 
 _BY_GROUP_KIND: dict[tuple[str, str], KindInfo] = {(k.group, k.kind): k for k in KINDS}
 _ORDER: dict[tuple[str, str], int] = {(k.group, k.kind): i for i, k in enumerate(KINDS)}
+
+
+def meta_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's ``metadata`` (empty when missing or not a mapping: input may be anything)."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def spec_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """An object's ``spec`` (empty when the object or its spec is missing or not a mapping)."""
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    return spec if isinstance(spec, Mapping) else {}
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
