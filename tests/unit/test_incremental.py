@@ -342,38 +342,29 @@ def test_incremental_equals_full(sequence: list[tuple[Any, ...]]) -> None:
         ), change
 
 
+def simple_route(name: str, section: str, hostname: str, service: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GW,
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "a"},
+        "spec": {
+            "parentRefs": [{"name": "gw", "sectionName": section}],
+            "hostnames": [hostname],
+            "rules": [{"backendRefs": [{"name": service, "port": 80}]}],
+        },
+    }
+
+
 def test_memos_are_used_for_a_route_change() -> None:
     """One new route among many: the other routes' verdicts, IR and virtual hosts are reused
     (so the equality above is not the pipeline doing full passes)."""
     world = World()
     for index in range(30):
-        world.add(
-            {
-                "apiVersion": GW,
-                "kind": "HTTPRoute",
-                "metadata": {"name": f"m{index}", "namespace": "a"},
-                "spec": {
-                    "parentRefs": [{"name": "gw", "sectionName": "http"}],
-                    "hostnames": [f"h{index}.example.test"],
-                    "rules": [{"backendRefs": [{"name": "svc0", "port": 80}]}],
-                },
-            }
-        )
+        world.add(simple_route(f"m{index}", "http", f"h{index}.example.test", "svc0"))
     pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
     first = pipeline.compute(list(world.objects.values()), {"Gateway"})
     pipeline.translate(first.built.ir)
-    world.add(
-        {
-            "apiVersion": GW,
-            "kind": "HTTPRoute",
-            "metadata": {"name": "new", "namespace": "a"},
-            "spec": {
-                "parentRefs": [{"name": "gw", "sectionName": "http"}],
-                "hostnames": ["new.example.test"],
-                "rules": [{"backendRefs": [{"name": "svc1", "port": 80}]}],
-            },
-        }
-    )
+    world.add(simple_route("new", "http", "new.example.test", "svc1"))
     for memo in (pipeline.route_memo, pipeline.build_memo, pipeline.translate_memo):
         memo.hits = memo.misses = 0
     second = pipeline.compute(list(world.objects.values()), {"HTTPRoute"})
@@ -399,18 +390,7 @@ def test_an_untouched_listener_keeps_its_routing_table_virtual_hosts_and_message
     and route configuration message as they were (the same objects: nothing rebuilt)."""
     world = World()
     for index in range(20):
-        world.add(
-            {
-                "apiVersion": GW,
-                "kind": "HTTPRoute",
-                "metadata": {"name": f"m{index}", "namespace": "a"},
-                "spec": {
-                    "parentRefs": [{"name": "gw", "sectionName": "http"}],
-                    "hostnames": [f"h{index}.example.test"],
-                    "rules": [{"backendRefs": [{"name": "svc0", "port": 80}]}],
-                },
-            }
-        )
+        world.add(simple_route(f"m{index}", "http", f"h{index}.example.test", "svc0"))
     pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
 
     def port_80(computed: incremental.Pass) -> Any:
@@ -419,18 +399,7 @@ def test_an_untouched_listener_keeps_its_routing_table_virtual_hosts_and_message
 
     first = pipeline.compute(list(world.objects.values()), {"Gateway"})
     first_message = pipeline.translate(first.built.ir).of(translate.ROUTE_TYPE)["http-80"]
-    world.add(
-        {
-            "apiVersion": GW,
-            "kind": "HTTPRoute",
-            "metadata": {"name": "other", "namespace": "a"},
-            "spec": {
-                "parentRefs": [{"name": "gw", "sectionName": "wild"}],
-                "hostnames": ["o.example.test"],
-                "rules": [{"backendRefs": [{"name": "svc1", "port": 80}]}],
-            },
-        }
-    )
+    world.add(simple_route("other", "wild", "o.example.test", "svc1"))
     second = pipeline.compute(list(world.objects.values()), {"HTTPRoute"})
     second_message = pipeline.translate(second.built.ir).of(translate.ROUTE_TYPE)["http-80"]
     assert port_80(second).virtual_hosts is port_80(first).virtual_hosts
