@@ -45,7 +45,7 @@ def bootstrap(
     node_cluster: str,
     admin_address: str = "127.0.0.1",
     admin_port: int = 0,
-    delta: bool = False,
+    delta: bool = True,
     xds_dns: bool = False,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap that takes everything else from our ADS server.

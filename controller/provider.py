@@ -106,11 +106,14 @@ class Provider:
         with self._lock:
             return [obj for kind in self._cache.values() for obj in kind.values()]
 
-    def take_changed_kinds(self) -> set[str]:
-        """The kinds that changed since the last call (and clear them)."""
+    def take_changes(self) -> tuple[set[str], list[KubeObject]]:
+        """The kinds that changed since the last call and every object, read at the same
+        instant: an object that arrives between two separate reads would be in the list while
+        its kind is not among the changes, and the incremental path would reuse results that
+        object invalidates."""
         with self._lock:
             kinds, self._changed_kinds = self._changed_kinds, set()
-            return kinds
+            return kinds, [obj for kind in self._cache.values() for obj in kind.values()]
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         with self._lock:

@@ -428,7 +428,12 @@ def controller() -> None:
     help="Address written to Gateway status.addresses (default: the listen address, "
     "127.0.0.1 for 0.0.0.0).",
 )
-@click.option("--delta", is_flag=True, help="Have Envoy use incremental (delta) xDS.")
+@click.option(
+    "--delta/--sotw",
+    default=True,
+    show_default=True,
+    help="The xDS variant Envoy uses: incremental (delta) or state of the world.",
+)
 @click.option(
     "--envoy-log-level",
     type=click.Choice(["trace", "debug", "info", "warning", "error", "critical", "off"]),

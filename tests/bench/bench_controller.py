@@ -284,6 +284,7 @@ def controller_process(
         "--admin-address",
         "127.0.0.1:0",
         *(["-v", "-v"] if os.environ.get("KGW_BENCH_DEBUG") else []),  # per-stage timings
+        *(["--delta"] if os.environ.get("KGW_BENCH_DELTA") else []),  # incremental xDS
     ]
     log = (workdir / "controller.log").open("ab")
     root = str(Path(__file__).resolve().parents[2])  # this checkout's code, not another's

@@ -348,13 +348,13 @@ def start_controller(
     *,
     ports: tuple[int, ...] = (80,),
     prefix: str = "t",
-    delta: bool = False,
+    delta: bool = True,
     **overrides: Any,
 ) -> Iterator[Running]:
     """A GatewayClass of its own and the controller (with Envoy) serving it, on a port offset
     where every Gateway port in ``ports`` is free; ``delta``: Envoy speaks delta (incremental)
-    ADS instead of state of the world; ``overrides`` go to :class:`ControllerConfig`. Stopped
-    and the class deleted after."""
+    ADS, the controller's default (False: state of the world); ``overrides`` go to
+    :class:`ControllerConfig`. Stopped and the class deleted after."""
     from tests.realparts.envoy import unique_base_id
 
     suffix = uuid.uuid4().hex[:8]

@@ -85,10 +85,17 @@ def fault_ns(fault_api: Any) -> str:
     return name
 
 
-@pytest.fixture
-def running(fault_plane: ControlPlane, envoy_binary: Path, tmp_path: Path) -> Iterator[h.Running]:
+@pytest.fixture(params=[True, False], ids=["delta", "sotw"])
+def running(
+    request: pytest.FixtureRequest, fault_plane: ControlPlane, envoy_binary: Path, tmp_path: Path
+) -> Iterator[h.Running]:
+    """Every fault once with each xDS variant (delta is the default; SotW stays supported)."""
     with h.start_controller(
-        fault_plane.kubeconfig, envoy_binary, tmp_path / "envoy", watch_timeout=2
+        fault_plane.kubeconfig,
+        envoy_binary,
+        tmp_path / "envoy",
+        watch_timeout=2,
+        delta=request.param,
     ) as running:
         yield running
 

@@ -36,12 +36,18 @@ def _free_offset(ports: list[int]) -> int:
     raise RuntimeError("no free port range for the Envoy listeners")
 
 
-@pytest.fixture
-def envoy_with_ads(envoy_binary: Path, tmp_path: Path) -> Iterator[AdsServer]:
+@pytest.fixture(params=[False, True], ids=["sotw", "delta"])
+def envoy_with_ads(
+    request: pytest.FixtureRequest, envoy_binary: Path, tmp_path: Path
+) -> Iterator[AdsServer]:
     server = AdsServer()
     port = server.start("127.0.0.1:0")
     boot = envoy_process.bootstrap(
-        xds_host="127.0.0.1", xds_port=port, node_id="goldens", node_cluster="tests"
+        xds_host="127.0.0.1",
+        xds_port=port,
+        node_id="goldens",
+        node_cluster="tests",
+        delta=request.param,
     )
     options = envoy_process.EnvoyOptions(
         binary=str(envoy_binary), workdir=tmp_path, base_id=unique_base_id()
