@@ -270,7 +270,23 @@ class _Stream:
         if not clusters.requested:
             return  # Envoy has not started yet
         have = dict(clusters.acked) if self.delta else _real(clusters.acked)
+        before = dict(clusters.sent)
         if self._step(CLUSTER_TYPE, {**have, **target_clusters}):
+            # An EDS cluster Envoy already had and now gets changed is a new cluster object in
+            # Envoy that stays warming (holding the CDS ACK, and so every route change queued
+            # behind it) until a load assignment arrives, and Envoy asks for none: the name is
+            # subscribed already. Send its endpoints again now, unchanged as they may be.
+            updated = {
+                name
+                for name, entry in clusters.sent.items()
+                if entry.eds and name in before and before[name].version != entry.version
+            }
+            if updated & set(endpoints.sent):
+                for name in updated:
+                    endpoints.sent.pop(name, None)
+                self._offer(
+                    ENDPOINT_TYPE, {**_real(endpoints.acked), **snapshot.of(ENDPOINT_TYPE)}
+                )
             return
         warm = _eds_clusters(clusters.acked, target_clusters)
         if not (warm <= endpoints.subscribed and warm <= set(endpoints.acked)):

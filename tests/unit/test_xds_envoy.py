@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from controller import envoy_process, gatewayapi_to_ir, translate
 from controller.run import DEFAULT_CONTROLLER_NAME
 from controller.xds import AdsServer
 from kubectl_gw.io import load_inputs
+from tests.realparts import facts
 from tests.realparts.envoy import unique_base_id
 from tests.unit.test_translate_golden import CASES, GOLDEN
 
@@ -89,3 +92,40 @@ def test_real_envoy_acks_every_golden(envoy_with_ads: AdsServer) -> None:
         nacks = [f"{n.type_url}: {n.message}" for n in server.nacks]
         assert synced, f"{case}: Envoy did not ACK everything: {nacks or 'timeout'}"
     assert not server.nacks
+
+
+@pytest.mark.envoy
+def test_a_changed_eds_cluster_is_warmed_at_once(envoy_with_ads: AdsServer) -> None:
+    """Envoy replaces a changed EDS cluster with a new one that warms until a load assignment
+    arrives, and asks for none (the name is subscribed already); its CDS ACK, and every route
+    change queued behind it, waited for the EDS fetch timeout (15 s) until the server sent the
+    endpoints again with the changed cluster."""
+    server = envoy_with_ads
+    objects = [item.obj for item in load_inputs([str(GOLDEN / "basic" / "input.yaml")]).objects]
+    ports = sorted(
+        {
+            int(listener["port"])
+            for obj in objects
+            if obj.get("kind") == "Gateway"
+            for listener in (obj.get("spec") or {}).get("listeners") or []
+        }
+    )
+    options = gatewayapi_to_ir.BuildOptions("127.0.0.1", _free_offset(ports))
+    _result, built = gatewayapi_to_ir.compute_and_build(
+        objects, frozenset({DEFAULT_CONTROLLER_NAME}), options
+    )
+    assert server.wait_synced(server.set_resources(translate.translate(built.ir)), 15)
+    model = built.ir
+    eds = [c for c in model.clusters if not c.dns_hosts and c.name in model.referenced_clusters()]
+    assert eds, "the golden has an EDS cluster"
+    changed = replace(eds[0], connect_timeout_seconds=eds[0].connect_timeout_seconds + 1)
+    model = replace(
+        model, clusters=tuple(changed if c.name == changed.name else c for c in model.clusters)
+    )
+    began = time.monotonic()
+    generation = server.set_resources(translate.translate(model))
+    assert server.wait_synced(generation, 5), "the changed cluster held the CDS ACK back"
+    facts.record(
+        f"a changed EDS cluster: Envoy synced in {(time.monotonic() - began) * 1000:.0f} ms "
+        "(its endpoints sent again with it)"
+    )
