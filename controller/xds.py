@@ -284,9 +284,7 @@ class _Stream:
             if updated & set(endpoints.sent):
                 for name in updated:
                     endpoints.sent.pop(name, None)
-                self._offer(
-                    ENDPOINT_TYPE, {**_real(endpoints.acked), **snapshot.of(ENDPOINT_TYPE)}
-                )
+                self._offer(ENDPOINT_TYPE, {**_real(endpoints.acked), **snapshot.of(ENDPOINT_TYPE)})
             return
         warm = _eds_clusters(clusters.acked, target_clusters)
         if not (warm <= endpoints.subscribed and warm <= set(endpoints.acked)):
