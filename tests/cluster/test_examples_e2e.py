@@ -110,21 +110,7 @@ def test_ingress_nginx_example_serves_as_nginx_did(
             prefix="examples",
         ) as running:
             started = time.monotonic()
-            code = cli.run(
-                [
-                    "migrate",
-                    "-f",
-                    str(source),
-                    "--kubeconfig",
-                    str(kube_cluster.kubeconfig),
-                    "--gateway-class",
-                    running.class_name,
-                    "--gateway-namespace",
-                    gateways,
-                    "--apply",
-                ]
-            )
-            assert code == 0, "migrate --apply failed"
+            _migrate_apply(source, kube_cluster.kubeconfig, running.class_name, gateways)
             _check_ingress_nginx_semantics(running, api_seen=api, auth_seen=auth)
             facts.record(
                 "examples e2e: ingress-nginx example migrated, applied and serving as nginx "
@@ -133,6 +119,28 @@ def test_ingress_nginx_example_serves_as_nginx_did(
     finally:
         for ns in (shop, docs, gateways):
             core.delete_namespace(ns, _request_timeout=10)
+
+
+def _migrate_apply(
+    source: Path, kubeconfig: Path, gateway_class: str, gateways: str, *extra: str
+) -> None:
+    """``kubectl gw migrate -f SOURCE --apply`` in process, onto the test cluster."""
+    code = cli.run(
+        [
+            "migrate",
+            "-f",
+            str(source),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--gateway-class",
+            gateway_class,
+            "--gateway-namespace",
+            gateways,
+            *extra,
+            "--apply",
+        ]
+    )
+    assert code == 0, "migrate --apply failed"
 
 
 def _check_ingress_nginx_semantics(running: Running, api_seen: Any, auth_seen: Any) -> None:
@@ -407,25 +415,16 @@ def test_emissary_example_serves_as_emissary_did(
             prefix="emissary",
         ) as running:
             started = time.monotonic()
-            code = cli.run(
-                [
-                    "migrate",
-                    "-f",
-                    str(source),
-                    "--kubeconfig",
-                    str(kube_cluster.kubeconfig),
-                    "--gateway-class",
-                    running.class_name,
-                    "--gateway-namespace",
-                    gateways,
-                    "--report",
-                    str(report_path),
-                    "--report-format",
-                    "json",
-                    "--apply",
-                ]
+            _migrate_apply(
+                source,
+                kube_cluster.kubeconfig,
+                running.class_name,
+                gateways,
+                "--report",
+                str(report_path),
+                "--report-format",
+                "json",
             )
-            assert code == 0, "migrate --apply failed"
             _check_emissary_report(json.loads(report_path.read_text()), renames)
             _check_emissary_semantics(running, backends, grpc_orders, orders_cert)
             facts.record(
