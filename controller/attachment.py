@@ -52,6 +52,7 @@ conflicted or unprogrammed listener, as the spec asks, and describe warns about 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -424,6 +425,13 @@ class _World:
             key = ObjKey(kind, ns, name)
             self.routes[key] = obj
             self.route_groups[key] = group
+
+    def set_route(self, key: ObjKey, obj: Mapping[str, Any] | None) -> None:
+        """Put a changed route in (None: it was deleted)."""
+        self.routes.pop(key, None)
+        self.route_groups.pop(key, None)
+        if obj is not None:
+            self._add(obj)
 
     def labels(self, namespace: str) -> dict[str, str] | None:
         """The Namespace's labels, or None when the Namespace is not among the inputs."""
@@ -952,21 +960,38 @@ class RouteMemo:
     so while nothing but routes changed an unchanged route's ``RouteResult`` is reused as is.
 
     The caller says when the rest changed (:meth:`invalidate`); the memo knows a route is
-    unchanged by identity, or by ``uid`` and ``generation`` (a status write bumps neither).
+    unchanged by identity, or by ``uid`` and ``generation`` (a status write bumps neither), or,
+    when the caller passes the changed routes to :func:`compute`, by not being among them: then
+    the pass costs what the changed routes and their listeners cost, not what every route does.
     Reused results are shared between runs, so nothing may mutate a ``RouteResult`` after
     :func:`compute` returned it.
     """
 
     def __init__(self) -> None:
         self._entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
-        # Per listener: the (route, attachment) pairs its routing table was built from, and
-        # the table. The same pairs (the very same objects) give the same table.
-        self.tables: dict[ListenerKey, tuple[list[tuple[Any, Any]], list[RoutingEntry]]] = {}
+        self.world: _World | None = None  # the last pass's inputs, patched by route changes
+        # The routes in the result (those with a parent of ours), sorted by key, and how many
+        # of them refer to backends of each (group, kind).
+        self.shown: list[ObjKey] = []
+        self.shown_routes: list[RouteResult] = []
+        self.ref_counts: dict[tuple[str, str], int] = {}
+        # Per listener: the routes attached to it (with the attachment their first accepted
+        # parent gives); per route: the listeners it is attached to.
+        self.members: dict[ListenerKey, dict[ObjKey, tuple[RouteResult, ListenerAttachment]]] = {}
+        self.route_listeners: dict[ObjKey, tuple[ListenerKey, ...]] = {}
+        # Per listener: the (route, attachment) pairs its routing table was built from, the
+        # table, and the attached route keys. The same pairs (the very same objects) give the
+        # same table.
+        self.tables: dict[ListenerKey, _Table] = {}
         self.hits = 0
         self.misses = 0
 
     def invalidate(self) -> None:
         self._entries.clear()
+        self.world = None
+        self.shown, self.shown_routes, self.ref_counts = [], [], {}
+        self.members = {}
+        self.route_listeners = {}
         self.tables.clear()
 
     def get(self, key: ObjKey, obj: Mapping[str, Any]) -> RouteResult | None:
@@ -980,6 +1005,12 @@ class RouteMemo:
 
     def keep(self, entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]]) -> None:
         self._entries = entries
+
+
+class _Table(NamedTuple):
+    items: list[tuple[RouteResult, ListenerAttachment]]
+    routing: list[RoutingEntry]
+    attached: list[ObjKey]
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> object:
@@ -1004,10 +1035,20 @@ def compute(
     *,
     controller_names: frozenset[str] | None = None,
     memo: RouteMemo | None = None,
+    changed_routes: Mapping[ObjKey, Mapping[str, Any] | None] | None = None,
 ) -> AttachmentResult:
     """Evaluate every Gateway, ListenerSet and route in ``objects`` (see the module doc).
-    ``memo``: reuse the verdicts of unchanged routes (see :class:`RouteMemo`)."""
-    world = _World(objects)
+    ``memo``: reuse the verdicts of unchanged routes (see :class:`RouteMemo`).
+    ``changed_routes``: with a memo, the routes changed since its last pass (None: deleted)
+    when nothing else did; the other routes are not looked at (``objects`` is then unused)."""
+    fast = memo is not None and memo.world is not None and changed_routes is not None
+    if fast:
+        assert memo is not None and memo.world is not None and changed_routes is not None
+        world = memo.world
+        for key, obj in changed_routes.items():
+            world.set_route(key, obj)
+    else:
+        world = _World(objects)
     notes: list[str] = []
 
     classes = [
@@ -1150,55 +1191,56 @@ def compute(
 
     # Routes
     set_by_key = {(s.key.namespace, s.key.name): s for s in sets}
-    routes: list[RouteResult] = []
-    kept: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
-    for key, obj in sorted(world.routes.items()):
-        verdict = memo.get(key, obj) if memo is not None else None
-        if verdict is None:
-            verdict = _route(world, key, obj, gateways, set_by_key, controller_names)
-            if memo is not None:
-                memo.misses += 1
-        elif memo is not None:
-            memo.hits += 1
-        if memo is not None:
-            kept[key] = (obj, _fingerprint(obj), verdict)
-        routes.append(verdict)
-    if memo is not None:
-        memo.keep(kept)  # routes gone from the world leave the memo
-    routes = [r for r in routes if r.parents or controller_names is None]
-
-    # Attached route counts and routing tables
     listeners = {lis.key: lis for ctx in gateways.values() for lis in ctx.result.listeners}
     for ls in sets:
         for lis in ls.listeners:
             listeners[lis.key] = lis
-    counted: dict[ListenerKey, set[ObjKey]] = {}
-    for route in routes:
-        for pres in route.parents:
-            if not pres.accepted:
-                continue
-            for att in pres.listeners:
-                found = listeners.get(att.listener)
-                if found is None:
-                    continue
-                seen = counted.get(att.listener)
-                if seen is None:  # not setdefault: its default would be built on every call
-                    seen = counted[att.listener] = set(found.attached)
-                if route.key not in seen:
-                    seen.add(route.key)
-                    found.attached.append(route.key)
-    for lis in listeners.values():
-        lis.attached.sort()
-        lis.attached_routes = len(lis.attached)
-    _routing_tables(routes, listeners, memo)
+    if fast:
+        assert memo is not None and changed_routes is not None
+        routes, dirty = _changed_routes(
+            world, memo, changed_routes, gateways, set_by_key, controller_names, listeners
+        )
+    else:
+        routes = []
+        kept: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
+        for key, obj in sorted(world.routes.items()):
+            verdict = memo.get(key, obj) if memo is not None else None
+            if verdict is None:
+                verdict = _route(world, key, obj, gateways, set_by_key, controller_names)
+                if memo is not None:
+                    memo.misses += 1
+            elif memo is not None:
+                memo.hits += 1
+            if memo is not None:
+                kept[key] = (obj, _fingerprint(obj), verdict)
+            routes.append(verdict)
+        routes = [r for r in routes if r.parents or controller_names is None]
+        members: dict[ListenerKey, dict[ObjKey, tuple[RouteResult, ListenerAttachment]]] = {}
+        route_listeners: dict[ObjKey, tuple[ListenerKey, ...]] = {}
+        for route in routes:
+            route_listeners[route.key] = _add_member(members, route, listeners)
+        dirty = None
+        if memo is not None:
+            memo.keep(kept)  # routes gone from the world leave the memo
+            memo.world = world
+            memo.shown = [r.key for r in routes]
+            memo.shown_routes = list(routes)
+            memo.ref_counts = {}
+            for route in routes:
+                _count_refs(memo.ref_counts, route, 1)
+            memo.members, memo.route_listeners = members, route_listeners
+        else:
+            memo = RouteMemo()  # this pass's bookkeeping only
+            memo.members = members
+            for route in routes:
+                _count_refs(memo.ref_counts, route, 1)
 
-    if not world.services and any(
-        (b.ref["group"], b.ref["kind"]) == ("", "Service") for r in routes for b in r.backends
-    ):
+    # Attached route counts and routing tables
+    _routing_tables(listeners, memo, dirty)
+
+    if not world.services and memo.ref_counts.get(("", "Service")):
         notes.append("no Services among the inputs: every Service backendRef is BackendNotFound")
-    if not world.backends and any(
-        (b.ref["group"], b.ref["kind"]) == BACKEND_KIND for r in routes for b in r.backends
-    ):
+    if not world.backends and memo.ref_counts.get(BACKEND_KIND):
         notes.append(
             "no Backends (gateway.envoyproxy.io) among the inputs: every Backend backendRef is "
             "BackendNotFound"
@@ -1517,55 +1559,120 @@ def _parent(
 # --------------------------------------------------------------------------- routing tables
 
 
-def _routing_tables(
-    routes: list[RouteResult],
+def _add_member(
+    members: dict[ListenerKey, dict[ObjKey, tuple[RouteResult, ListenerAttachment]]],
+    route: RouteResult,
     listeners: Mapping[ListenerKey, ListenerResult],
-    memo: RouteMemo | None = None,
-) -> None:
-    per_listener: dict[ListenerKey, list[tuple[RouteResult, ListenerAttachment]]] = defaultdict(
-        list
-    )
-    for route in routes:
-        seen: set[ListenerKey] = set()
-        for parent in route.parents:
-            if not parent.accepted:
-                continue
-            for att in parent.listeners:
-                if att.listener in seen:
-                    continue
-                seen.add(att.listener)
-                per_listener[att.listener].append((route, att))
-    kept: dict[ListenerKey, tuple[list[tuple[Any, Any]], list[RoutingEntry]]] = {}
-    for lkey, items in per_listener.items():
-        lis = listeners.get(lkey)
-        if lis is None:
+) -> tuple[ListenerKey, ...]:
+    """Attach ``route`` to the listeners its accepted parents attach it to (the first such
+    attachment per listener); return those listeners."""
+    seen: dict[ListenerKey, None] = {}
+    for parent in route.parents:
+        if not parent.accepted:
             continue
-        if memo is not None:
-            before = memo.tables.get(lkey)
+        for att in parent.listeners:
+            if att.listener in seen or att.listener not in listeners:
+                continue
+            seen[att.listener] = None
+            on = members.get(att.listener)
+            if on is None:  # not setdefault: its default would be built on every call
+                on = members[att.listener] = {}
+            on[route.key] = (route, att)
+    return tuple(seen)
+
+
+def _changed_routes(
+    world: _World,
+    memo: RouteMemo,
+    changed: Mapping[ObjKey, Mapping[str, Any] | None],
+    gateways: Mapping[ObjKey, _GatewayCtx],
+    sets: Mapping[tuple[str, str], ListenerSetResult],
+    controller_names: frozenset[str] | None,
+    listeners: Mapping[ListenerKey, ListenerResult],
+) -> tuple[list[RouteResult], set[ListenerKey]]:
+    """The memo's verdicts with the changed routes' evaluated again (their keys as the caller
+    gives them: the world says which still exist), and the listeners whose routes changed."""
+    dirty: set[ListenerKey] = set()
+    entries = memo._entries
+    shown, shown_routes = memo.shown, memo.shown_routes
+    for raw in changed:
+        key = ObjKey(*raw)
+        for lkey in memo.route_listeners.pop(key, ()):
+            dirty.add(lkey)
+            del memo.members[lkey][key]
+        at = bisect.bisect_left(shown, key)
+        if at < len(shown) and shown[at] == key:
+            _count_refs(memo.ref_counts, shown_routes[at], -1)
+            del shown[at], shown_routes[at]
+        obj = world.routes.get(key)
+        if obj is None:
+            entries.pop(key, None)
+            continue
+        verdict = _route(world, key, obj, gateways, sets, controller_names)
+        memo.misses += 1
+        entries[key] = (obj, _fingerprint(obj), verdict)
+        if verdict.parents or controller_names is None:
+            shown.insert(at, key)
+            shown_routes.insert(at, verdict)
+            _count_refs(memo.ref_counts, verdict, 1)
+            attached_to = _add_member(memo.members, verdict, listeners)
+            memo.route_listeners[key] = attached_to
+            dirty.update(attached_to)
+    memo.hits = len(entries) - memo.misses
+    return list(shown_routes), dirty
+
+
+def _count_refs(counts: dict[tuple[str, str], int], route: RouteResult, step: int) -> None:
+    for group_kind in {(b.ref["group"], b.ref["kind"]) for b in route.backends}:
+        counts[group_kind] = counts.get(group_kind, 0) + step
+
+
+def _routing_tables(
+    listeners: Mapping[ListenerKey, ListenerResult],
+    memo: RouteMemo,
+    dirty: set[ListenerKey] | None,
+) -> None:
+    """Each listener's attached routes and routing table, from ``memo.members``. A listener
+    not in ``dirty`` (None: compare the routes by identity) keeps its table from last time."""
+    kept: dict[ListenerKey, _Table] = {}
+    for lkey, lis in listeners.items():
+        on = memo.members.get(lkey)
+        if not on:
+            continue
+        before = memo.tables.get(lkey)
+        if before is not None and dirty is not None and lkey not in dirty:
+            found: _Table | None = before
+        else:
+            items = [on[key] for key in sorted(on)]
+            found = None
             if (
                 before is not None
-                and len(before[0]) == len(items)
+                and len(before.items) == len(items)
                 and all(
-                    r is r0 and a is a0 for (r, a), (r0, a0) in zip(items, before[0], strict=True)
+                    r is r0 and a is a0
+                    for (r, a), (r0, a0) in zip(items, before.items, strict=True)
                 )
             ):
-                lis.routing = before[1]  # no route on it changed: its table stands
-                kept[lkey] = before
-                continue
-        table: list[RoutingEntry] = []
-        for kind in ROUTE_KINDS:
-            entries = [
-                e for route, att in items if route.kind == kind for e in _entries(route, att)
-            ]
-            entries.sort(key=lambda e: e.key)
-            _shadow(kind, entries)
-            for rank, entry in enumerate(entries, start=1):
-                entry.rank = rank
-            table.extend(entries)
-        lis.routing = table
-        kept[lkey] = (items, table)
-    if memo is not None:
-        memo.tables = kept
+                found = before  # no route on it changed: its table stands
+        if found is None:
+            found = _Table(items, _table(items), [route.key for route, _ in items])
+        lis.routing = found.routing
+        lis.attached = list(found.attached)
+        lis.attached_routes = len(found.attached)
+        kept[lkey] = found
+    memo.tables = kept
+
+
+def _table(items: list[tuple[RouteResult, ListenerAttachment]]) -> list[RoutingEntry]:
+    table: list[RoutingEntry] = []
+    for kind in ROUTE_KINDS:
+        entries = [e for route, att in items if route.kind == kind for e in _entries(route, att)]
+        entries.sort(key=lambda e: e.key)
+        _shadow(kind, entries)
+        for rank, entry in enumerate(entries, start=1):
+            entry.rank = rank
+        table.extend(entries)
+    return table
 
 
 def _entries(route: RouteResult, att: ListenerAttachment) -> list[RoutingEntry]:

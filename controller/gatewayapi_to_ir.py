@@ -138,9 +138,11 @@ class _Builder:
         self.result = result
         self.options = options
         self.memo = memo
+        # While a listener group's virtual hosts are built through the memo: the routing
+        # entries its previous build made, and those this build made or reused.
+        self._memo_before: Mapping[_MemoKey, _MemoEntry] = {}
         self._memo_kept: dict[_MemoKey, _MemoEntry] = {}
         self._vhosts_kept: dict[Any, _VhostsEntry] = {}
-        self._entry_keys: list[_MemoKey] | None = None  # recording for _memo_virtual_hosts
         self._route_results: dict[att.ObjKey, att.RouteResult] | None = None
         self.clusters: _Recording[ir.Cluster] = _Recording()
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
@@ -451,10 +453,11 @@ class _Builder:
     # -------------------------------------------------------------- virtual hosts
 
     def _memo_virtual_hosts(self, group: list[att.ListenerResult]) -> tuple[ir.VirtualHost, ...]:
-        """:meth:`_virtual_hosts` through the memo: listeners whose routing tables are the very
+        """:meth:`_virtual_hosts` through the memo. Listeners whose routing tables are the very
         same lists as last time (the engine's memo keeps the table of a listener no route of
-        which changed) get the same virtual hosts; what building their routes added is replayed
-        from the route entries."""
+        which changed) get the same virtual hosts, and what building them added to the build
+        (clusters, endpoints, secrets, notes, policy problems) is added again in one step;
+        otherwise the routing entries of unchanged routes are reused one by one."""
         if self.memo is None:
             return self._virtual_hosts(group)
         key = tuple((lis.key, lis.hostname) for lis in group)
@@ -462,32 +465,44 @@ class _Builder:
         if found is not None and all(
             lis.routing is table for lis, table in zip(group, found.tables, strict=True)
         ):
-            for entry_key in found.entry_keys:
-                entry = self.memo.entries.get(entry_key)
-                if entry is None:
-                    break  # not expected: build it again below
-                self._replay(entry_key, entry)
-            else:
-                self.out.notes.extend(found.notes)
-                self._vhosts_kept[key] = found
-                return found.vhosts
-        before_notes = len(self.out.notes)
-        self._entry_keys = []
+            self.memo.hits += len(found.entries)
+            self._add_outputs(found.outputs)
+            self._vhosts_kept[key] = found
+            return found.vhosts
+        notes_before = len(self.out.notes)
+        self._memo_before = found.entries if found is not None else {}
+        self._memo_kept = {}
         try:
             vhosts = self._virtual_hosts(group)
-            entry_keys = tuple(self._entry_keys)
+            entries = self._memo_kept
         finally:
-            self._entry_keys = None
-        # notes of the virtual hosts themselves (not of their routes, which replay their own)
-        route_notes = {n for k in entry_keys for n in self._memo_kept[k].notes}
-        notes = tuple(n for n in self.out.notes[before_notes:] if n not in route_notes)
+            self._memo_before, self._memo_kept = {}, {}
+        clusters: dict[str, ir.Cluster] = {}
+        endpoints: dict[str, ir.ClusterEndpoints] = {}
+        secrets: dict[str, ir.Secret] = {}
+        problems: dict[tuple[str, str, str], list[str]] = {}
+        for entry in entries.values():
+            for name, cluster in entry.clusters.items():
+                clusters.setdefault(name, cluster)
+            for name, assignment in entry.endpoints.items():
+                endpoints.setdefault(name, assignment)
+            for name, secret in entry.secrets.items():
+                secrets.setdefault(name, secret)
+            _merge_problems(problems, entry.policy_problems)
+        outputs = _Outputs(
+            clusters,
+            endpoints,
+            secrets,
+            tuple(self.out.notes[notes_before:]),
+            tuple((policy, tuple(found)) for policy, found in problems.items()),
+        )
         self._vhosts_kept[key] = _VhostsEntry(
-            tuple(lis.routing for lis in group), vhosts, entry_keys, notes
+            tuple(lis.routing for lis in group), vhosts, entries, outputs
         )
         return vhosts
 
-    def _replay(self, key: _MemoKey, found: _MemoEntry) -> None:
-        """What building a memoised routing entry added to this build, added again."""
+    def _add_outputs(self, found: _Outputs | _MemoEntry) -> None:
+        """What building memoised routes added to the build, added again."""
         for name, cluster in found.clusters.items():
             self.clusters.setdefault(name, cluster)
         for name, endpoints in found.endpoints.items():
@@ -495,12 +510,7 @@ class _Builder:
         for name, secret in found.secrets.items():
             self.secrets.setdefault(name, secret)
         self.out.notes.extend(found.notes)
-        for policy, problems in found.policy_problems:
-            known = self.out.policy_problems.setdefault(policy, [])
-            known += [p for p in problems if p not in known]
-        self._memo_kept[key] = found
-        if self._entry_keys is not None:
-            self._entry_keys.append(key)
+        _merge_problems(self.out.policy_problems, found.policy_problems)
 
     def _virtual_hosts(self, group: list[att.ListenerResult]) -> tuple[ir.VirtualHost, ...]:
         hostnames: set[str] = set()
@@ -565,23 +575,28 @@ class _Builder:
         key: _MemoKey = (entry.route, entry.rule, entry.match_index, entry.hostname, lis.key)
         found = self._memo_kept.get(key)  # the same entry twice in one build (wildcard vhosts)
         if found is None:
-            found = self.memo.entries.get(key)
+            found = self._memo_before.get(key)
         if found is not None and found.verdict is verdict:
             self.memo.hits += 1
-            self._replay(key, found)
+            self._add_outputs(found)
+            self._memo_kept[key] = found
             return found.routes
         self.memo.misses += 1
         notes = len(self.out.notes)
-        problems_before = {k: len(v) for k, v in self.out.policy_problems.items()}
         # Record every cluster and secret the call looked at or made: a cluster another route
-        # made first in this build is still one this route would make without it.
+        # made first in this build is still one this route would make without it. Likewise the
+        # policy problems it finds, even those another route found first.
         self.clusters.touched, self.secrets.touched = set(), set()
+        problems, self.out.policy_problems = self.out.policy_problems, {}
         try:
             routes = self._route(entry, lis)
             names = self.clusters.touched
             secret_names = self.secrets.touched
         finally:
             self.clusters.touched = self.secrets.touched = None
+            found_problems = tuple((k, tuple(v)) for k, v in self.out.policy_problems.items())
+            self.out.policy_problems = problems
+        _merge_problems(problems, found_problems)
         for route in routes:
             names.update(_route_clusters(route))
         have = self.clusters
@@ -603,14 +618,8 @@ class _Builder:
             {n: self.endpoints[n] for n in clusters if n in self.endpoints},
             secrets,
             tuple(self.out.notes[notes:]),
-            tuple(
-                (policy, tuple(problems[problems_before.get(policy, 0) :]))
-                for policy, problems in self.out.policy_problems.items()
-                if len(problems) > problems_before.get(policy, 0)
-            ),
+            found_problems,
         )
-        if self._entry_keys is not None:
-            self._entry_keys.append(key)
         return routes
 
     def _route(self, entry: att.RoutingEntry, lis: att.ListenerResult) -> list[ir.Route]:
@@ -1240,11 +1249,31 @@ class _MemoEntry:
 
 
 @dataclass(frozen=True)
+class _Outputs:
+    """What building a listener group's virtual hosts added to the build besides them."""
+
+    clusters: dict[str, ir.Cluster]
+    endpoints: dict[str, ir.ClusterEndpoints]
+    secrets: dict[str, ir.Secret]
+    notes: tuple[str, ...]
+    policy_problems: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
 class _VhostsEntry:
     tables: tuple[list[att.RoutingEntry], ...]  # the listeners' routing tables (identity)
     vhosts: tuple[ir.VirtualHost, ...]
-    entry_keys: tuple[_MemoKey, ...]  # the routing entries built for them, to replay
-    notes: tuple[str, ...]
+    entries: dict[_MemoKey, _MemoEntry]  # the routing entries built for them
+    outputs: _Outputs
+
+
+def _merge_problems(
+    into: dict[tuple[str, str, str], list[str]],
+    problems: Iterable[tuple[tuple[str, str, str], Sequence[str]]],
+) -> None:
+    for policy, found in problems:
+        known = into.setdefault(policy, [])
+        known += [p for p in found if p not in known]
 
 
 class BuildMemo:
@@ -1253,18 +1282,19 @@ class BuildMemo:
     Valid while nothing but routes changed: the caller calls :meth:`invalidate` when any other
     input did (Services, EndpointSlices, policies, Gateways...). A routing entry is reused when its
     route's verdict is the very same ``RouteResult`` object, which the engine's
-    :class:`~controller.attachment.RouteMemo` guarantees for an unchanged route.
+    :class:`~controller.attachment.RouteMemo` guarantees for an unchanged route; a listener
+    group's virtual hosts are reused whole when its listeners' routing tables are the same.
     """
 
     def __init__(self) -> None:
-        self.entries: dict[_MemoKey, _MemoEntry] = {}
         self.vhosts: dict[Any, _VhostsEntry] = {}  # per listener group (see _memo_virtual_hosts)
+        self.index: _Index | None = None  # the last build's, patched by route changes
         self.hits = 0
         self.misses = 0
 
     def invalidate(self) -> None:
-        self.entries.clear()
         self.vhosts.clear()
+        self.index = None
 
 
 def _route_clusters(route: ir.Route) -> set[str]:
@@ -1282,14 +1312,27 @@ def build(
     result: att.AttachmentResult,
     options: BuildOptions,
     memo: BuildMemo | None = None,
+    changed_routes: Mapping[tuple[str, str, str], KubeObject | None] | None = None,
 ) -> BuildResult:
     """The IR for every Gateway in ``result`` (the engine run for our controller names).
-    ``memo``: reuse the IR routes of unchanged routes (see :class:`BuildMemo`)."""
-    builder = _Builder(_Index(objects), result, options, memo)
+    ``memo``: reuse the IR routes of unchanged routes (see :class:`BuildMemo`).
+    ``changed_routes``: with a memo, the routes (kind, namespace, name) changed since its last
+    build when nothing else did (None: deleted); ``objects`` is then unused."""
+    if memo is not None and memo.index is not None and changed_routes is not None:
+        index = memo.index
+        for key, obj in changed_routes.items():
+            if key[0] in ("HTTPRoute", "GRPCRoute"):
+                if obj is None:
+                    index.routes.pop(key, None)
+                else:
+                    index.routes[key] = obj
+    else:
+        index = _Index(objects)
+    builder = _Builder(index, result, options, memo)
     out = builder.build()
     if memo is not None:
-        memo.entries = builder._memo_kept  # entries not used this time are dropped
-        memo.vhosts = builder._vhosts_kept
+        memo.vhosts = builder._vhosts_kept  # groups not built this time are dropped
+        memo.index = index
     return out
 
 
@@ -1300,7 +1343,20 @@ def compute_and_build(
     *,
     route_memo: att.RouteMemo | None = None,
     build_memo: BuildMemo | None = None,
+    changed_routes: Mapping[tuple[str, str, str], KubeObject | None] | None = None,
 ) -> tuple[att.AttachmentResult, BuildResult]:
-    """Run the attachment engine for ``controller_names``, then build the IR from its verdicts."""
-    result = att.compute(objects, controller_names=controller_names, memo=route_memo)
-    return result, build(objects, result, options, build_memo)
+    """Run the attachment engine for ``controller_names``, then build the IR from its verdicts.
+    ``changed_routes``: see :func:`attachment.compute` and :func:`build`."""
+    result = att.compute(
+        objects,
+        controller_names=controller_names,
+        memo=route_memo,
+        changed_routes=_obj_keys(changed_routes),
+    )
+    return result, build(objects, result, options, build_memo, changed_routes)
+
+
+def _obj_keys(
+    changed: Mapping[tuple[str, str, str], KubeObject | None] | None,
+) -> dict[att.ObjKey, KubeObject | None] | None:
+    return None if changed is None else {att.ObjKey(*key): obj for key, obj in changed.items()}

@@ -21,7 +21,7 @@ IR, status verdicts and xDS resources as a fresh full pass.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller import attachment, gatewayapi_to_ir, ir, translate
@@ -50,9 +50,33 @@ class Pipeline:
         self.translate_memo = translate.TranslateMemo()
         self._last: attachment.AttachmentResult | None = None
 
-    def compute(self, objects: Sequence[KubeObject], changed: Collection[str]) -> Pass:
+    def compute(
+        self,
+        objects: Sequence[KubeObject],
+        changed: Collection[str],
+        changed_objects: Mapping[tuple[str, str, str], KubeObject | None] | None = None,
+    ) -> Pass:
         """Verdicts and IR for ``objects``; ``changed``: the kinds that changed since the
-        previous call (all of them, or more, is always safe)."""
+        previous call (all of them, or more, is always safe). ``changed_objects``: every object
+        (kind, namespace, name) that changed since, as it is now (None: deleted), when known;
+        with it a change of routes only costs what those routes and their listeners cost."""
+        try:
+            return self._compute(objects, changed, changed_objects)
+        except BaseException:
+            self.invalidate()  # a pass cut short may have left a memo half updated
+            raise
+
+    def invalidate(self) -> None:
+        self.route_memo.invalidate()
+        self.build_memo.invalidate()
+        self._last = None
+
+    def _compute(
+        self,
+        objects: Sequence[KubeObject],
+        changed: Collection[str],
+        changed_objects: Mapping[tuple[str, str, str], KubeObject | None] | None,
+    ) -> Pass:
         kinds = frozenset(changed)
         for memo in (self.route_memo, self.build_memo):
             memo.hits = memo.misses = 0  # counts of this pass
@@ -63,12 +87,18 @@ class Pipeline:
             return Pass(self._last, built, True)
         if not kinds <= ROUTE_ONLY_KINDS | ENDPOINT_ONLY_KINDS:
             self.route_memo.invalidate()
+        routes = (
+            None
+            if changed_objects is None
+            else {k: v for k, v in changed_objects.items() if k[0] in ROUTE_ONLY_KINDS}
+        )
         result, built = gatewayapi_to_ir.compute_and_build(
             objects,
             self.controller_names,
             self.options,
             route_memo=self.route_memo,
             build_memo=self.build_memo,
+            changed_routes=routes,
         )
         self._last = result
         return Pass(result, built, False)

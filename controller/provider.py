@@ -21,7 +21,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from kubectl_gw.errors import ClusterError
@@ -31,6 +32,29 @@ from kubectl_gw.model import KindInfo, KubeObject
 log = logging.getLogger("kubectl_gw.controller.provider")
 
 WATCH_TIMEOUT_SECONDS = 240
+
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name)"""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the previous :meth:`Provider.take_changes`, and the cache at that
+    instant (one read under one lock: see there)."""
+
+    kinds: frozenset[str]
+    """Kinds with a spec change (status-only events are not changes)."""
+    changed: Mapping[ObjectKey, KubeObject | None]
+    """Every object with a spec change, as it is now (None: deleted)."""
+    touched: frozenset[ObjectKey]
+    """Every object with any event since, status-only ones too (a status written by someone
+    else may need ours written again)."""
+    objects: list[KubeObject]
+    by_kind: Mapping[str, Mapping[tuple[str, str], KubeObject]]
+    """The cache by kind, then (namespace, name)."""
+
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        return self.by_kind.get(kind, {}).get((namespace, name))
 
 
 class _GoneError(Exception):
@@ -61,7 +85,9 @@ class Provider:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._responses: dict[str, Any] = {}
-        self._changed_kinds: set[str] = set()
+        self._changed: set[ObjectKey] = set()  # spec changes since take_changes
+        self._touched: set[ObjectKey] = set()  # any event since take_changes
+        self._first_listed: set[str] = set()  # kinds listed for the first time since
         self.relists = 0
         self.events = 0
         self.expired: dict[str, int] = {}  # plural → how many 410s (resourceVersion too old)
@@ -106,14 +132,22 @@ class Provider:
         with self._lock:
             return [obj for kind in self._cache.values() for obj in kind.values()]
 
-    def take_changes(self) -> tuple[set[str], list[KubeObject]]:
-        """The kinds that changed since the last call and every object, read at the same
-        instant: an object that arrives between two separate reads would be in the list while
-        its kind is not among the changes, and the incremental path would reuse results that
-        object invalidates."""
+    def take_changes(self) -> Changes:
+        """What changed since the last call and every object, read at the same instant: an
+        object that arrives between two separate reads would be among the objects while it is
+        not among the changes, and the incremental path would reuse results it invalidates."""
         with self._lock:
-            kinds, self._changed_kinds = self._changed_kinds, set()
-            return kinds, [obj for kind in self._cache.values() for obj in kind.values()]
+            changed, self._changed = self._changed, set()
+            touched, self._touched = self._touched, set()
+            first, self._first_listed = self._first_listed, set()
+            by_kind = {kind: dict(items) for kind, items in self._cache.items()}
+        return Changes(
+            kinds=frozenset(first | {key[0] for key in changed}),
+            changed={key: by_kind.get(key[0], {}).get(key[1:]) for key in changed},
+            touched=frozenset(touched | changed),
+            objects=[obj for items in by_kind.values() for obj in items.values()],
+            by_kind=by_kind,
+        )
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         with self._lock:
@@ -171,16 +205,22 @@ class Provider:
         fresh = {_key(obj): obj for obj in items}
         with self._lock:
             old = self._cache.get(info.kind) or {}
-            changed = old.keys() != fresh.keys() or any(
-                _spec_changed(old[key], obj) for key, obj in fresh.items()
+            keys = old.keys() ^ fresh.keys()
+            keys.update(
+                key for key, obj in fresh.items() if key in old and _spec_changed(old[key], obj)
             )
             self._cache[info.kind] = fresh
+            self._touched.update(
+                (info.kind, *key) for key in fresh if fresh[key] is not old.get(key)
+            )
+            self._changed.update((info.kind, *key) for key in keys)
+            changed = bool(keys)
             if listed:
                 first = info.kind not in self._listed
                 self._listed.add(info.kind)
+                if first:  # even an empty kind: its first listing is a change
+                    self._first_listed.add(info.kind)
                 changed = changed or first
-            if changed:
-                self._changed_kinds.add(info.kind)
         if changed:
             self.on_change()
 
@@ -252,8 +292,9 @@ class Provider:
                 before = cache.get(key)
                 changed = before is None or _spec_changed(before, cast(KubeObject, obj))
                 cache[key] = cast(KubeObject, obj)
+            self._touched.add((info.kind, *key))
             if changed:
-                self._changed_kinds.add(info.kind)
+                self._changed.add((info.kind, *key))
         self.events += 1
         if self.on_event is not None:
             self.on_event(str(kind), cast(KubeObject, obj))

@@ -20,12 +20,14 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controller import egpolicy, gatewayapi_to_ir, incremental
 from controller import status as status_mod
+from controller.policy_status import POLICY_STATUS_KINDS
 from controller.xds import AdsServer
 from kubectl_gw.kube import KubeTarget
 from kubectl_gw.model import KINDS, KindInfo
@@ -124,7 +126,8 @@ class Controller:
         self._notes: set[str] = set()
         self._first_dirty_at: float | None = None  # the first change not yet reconciled
         self._pipeline: incremental.Pipeline | None = None  # made with the first reconcile
-        self._status_seen: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        self._status_seen: dict[tuple[str, str, str], Any] = {}
+        self._counted_ir: Any = None  # the IR stats.routes was counted on
         self._status_check_all = False
 
     # -------------------------------------------------------------- life cycle
@@ -261,11 +264,12 @@ class Controller:
         queued_since, self._first_dirty_at = self._first_dirty_at, None
         stages = {"queued": started - queued_since if queued_since is not None else 0.0}
         config = self.config
-        changed, objects = self.provider.take_changes()
+        changes = self.provider.take_changes()
+        changed, objects = changes.kinds, changes.objects
         options = gatewayapi_to_ir.BuildOptions(config.listen_address, config.port_offset)
         if self._pipeline is None:
             self._pipeline = incremental.Pipeline(frozenset({config.controller_name}), options)
-        computed = self._pipeline.compute(objects, changed)
+        computed = self._pipeline.compute(objects, changed, changes.changed)
         result, built = computed.result, computed.built
         if computed.reused_verdicts:
             self.stats.incremental += 1
@@ -300,12 +304,14 @@ class Controller:
                     if rejected is not None
                     else "waiting for Envoy to accept the configuration"
                 )
-        self.stats.routes = sum(
-            len(v.routes)
-            for lis in built.ir.listeners
-            for chain in lis.filter_chains
-            for v in chain.route_config.virtual_hosts
-        )
+        if built.ir is not self._counted_ir:
+            self._counted_ir = built.ir
+            self.stats.routes = sum(
+                len(v.routes)
+                for lis in built.ir.listeners
+                for chain in lis.filter_chains
+                for v in chain.route_config.virtual_hosts
+            )
         retry = not synced and rejected is None
         t0 = time.perf_counter()
         if config.write_status and self.writer is not None:
@@ -318,12 +324,18 @@ class Controller:
                 programming,
                 config.controller_name,
                 now,
-                routes=self._routes_to_check(result.routes, objects),
+                routes=self._routes_to_check(result.routes, changes.touched),
+                lookup=changes.get,
+                policies=[
+                    obj
+                    for kind in POLICY_STATUS_KINDS
+                    for obj in changes.by_kind.get(kind, {}).values()
+                ],
             )
             current = {
-                (u.kind, u.namespace, u.name): (
-                    self.provider.get(u.kind, u.namespace, u.name) or {}
-                ).get("status")
+                (u.kind, u.namespace, u.name): (changes.get(u.kind, u.namespace, u.name) or {}).get(
+                    "status"
+                )
                 for u in updates
             }
             if config.status_workers:
@@ -349,31 +361,24 @@ class Controller:
             self._idle.notify_all()
         return retry
 
-    def _routes_to_check(self, routes: list[Any], objects: list[Any]) -> list[Any]:
+    def _routes_to_check(
+        self, routes: list[Any], touched: Collection[tuple[str, str, str]]
+    ) -> list[Any]:
         """The routes whose status may need a write: a new verdict (another ``RouteResult``
-        object: the engine's memo keeps the object of an unchanged route) or a changed object
-        (its resourceVersion: our own write's echo, or someone else's). After a failed write
-        every route is checked again."""
+        object: the engine's memo keeps the object of an unchanged route) or an object with an
+        event since the last pass (our own write's echo, or someone else's write). After a
+        failed write every route is checked again."""
         if self._status_check_all:
             self._status_check_all = False
             self._status_seen.clear()
-        seen: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        seen: dict[tuple[str, str, str], Any] = {}
         check = []
-        versions = {
-            (str(o.get("kind")), str(meta.get("namespace", "")), str(meta.get("name", ""))): str(
-                meta.get("resourceVersion", "")
-            )
-            for o in objects
-            if o.get("kind") in incremental.ROUTE_ONLY_KINDS
-            for meta in (o.get("metadata") or {},)
-        }
+        before = self._status_seen
         for route in routes:
-            key = (route.kind, route.key.namespace, route.key.name)
-            version = versions.get(key, "")
-            before = self._status_seen.get(key)
-            if before is None or before[0] is not route or before[1] != version:
+            key = route.key
+            if before.get(key) is not route or key in touched:
                 check.append(route)
-            seen[key] = (route, version)
+            seen[key] = route
         self._status_seen = seen
         return check
 

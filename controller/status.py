@@ -118,14 +118,25 @@ def desired(
     controller_name: str,
     now: str,
     routes: Sequence[att.RouteResult] | None = None,
+    lookup: Callable[[str, str, str], KubeObject | None] | None = None,
+    policies: Sequence[KubeObject] | None = None,
 ) -> list[StatusUpdate]:
     """The status every object we own should have (see the module docstring). ``routes``: the
-    routes whose status to compute (default: all; the controller passes those that changed)."""
-    index = _index(objects)
+    routes whose status to compute (default: all; the controller passes those that changed).
+    ``lookup`` (kind, namespace, name) and ``policies`` (the objects of the policy kinds): what
+    ``objects`` would give, from a cache that has them at hand."""
+    if lookup is None:
+        index = _index(objects)
+
+        def lookup(kind: str, namespace: str, name: str) -> KubeObject | None:
+            return index.get((kind, namespace, name))
+
+    if policies is None:
+        policies = [o for o in objects if o.get("kind") in POLICY_STATUS_KINDS]
     updates: list[StatusUpdate] = []
 
     def update(kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        obj = index.get((kind, namespace, name))
+        obj = lookup(kind, namespace, name)
         if obj is not None:
             meta = obj.get("metadata") or {}
             updates.append(
@@ -140,7 +151,7 @@ def desired(
             )
 
     def current(kind: str, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
-        obj: Mapping[str, Any] = index.get((kind, namespace, name)) or {}
+        obj: Mapping[str, Any] = lookup(kind, namespace, name) or {}
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
         return generation, dict(obj.get("status") or {})
 
@@ -214,7 +225,7 @@ def desired(
         update("Gateway", gw.key.namespace, gw.key.name, status)
 
     for route in result.routes if routes is None else routes:
-        obj = index.get((route.kind, route.key.namespace, route.key.name))
+        obj = lookup(route.kind, route.key.namespace, route.key.name)
         if obj is None:
             continue
         generation, old = current(route.kind, route.key.namespace, route.key.name)
@@ -248,14 +259,14 @@ def desired(
         status["parents"] = [*theirs, *ours]
         update(route.kind, route.key.namespace, route.key.name, status)
 
+    if not policies:
+        return updates
     verdicts = {
         (v.kind, v.namespace, v.name): v
         for v in policy_status.compute(objects, result, built.notes, built.policy_problems)
     }
-    for obj in objects:
+    for obj in policies:
         kind = str(obj.get("kind", ""))
-        if kind not in POLICY_STATUS_KINDS:
-            continue
         meta = obj.get("metadata") or {}
         key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
         verdict = verdicts.get(key)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,9 +141,11 @@ class TranslateMemo:
             tuple[tuple[ir.Route, ...], route_components_pb2.VirtualHost],
         ] = {}
         # whole route configurations made of the very same virtual-host tuple (the builder's
-        # memo keeps it for listeners none of whose routes changed)
-        self.configs: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration]] = {}
-        self.configs_kept: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration]] = {}
+        # memo keeps it for listeners none of whose routes changed), with their vhost entries
+        self.configs: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration, Any]] = {}
+        self.configs_kept: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration, Any]] = {}
+        # per resource name: the IR object (the very same one) and its message
+        self.messages: dict[tuple[str, str], tuple[Any, Message]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -154,25 +156,43 @@ def translate(model: ir.IR, memo: TranslateMemo | None = None) -> Resources:
     kept: dict[Any, Any] = {}
     listeners: dict[str, Message] = {}
     routes: dict[str, Message] = {}
+    messages: dict[tuple[str, str], tuple[Any, Message]] = {}
+
+    def message_of(kind: str, item: Any, make: Callable[[Any], Message]) -> Message:
+        """``make(item)``, or the message made last time of the very same object (of an equal
+        listener: listeners are built again on every pass, but an unchanged one is equal in
+        a few steps, its virtual hosts being the very same tuple)."""
+        key = (kind, item.name if kind != "endpoints" else item.cluster)
+        found = memo.messages.get(key) if memo is not None else None
+        if found is None or not (found[0] is item or (kind == "listener" and found[0] == item)):
+            found = (item, make(item))
+        messages[key] = found
+        return found[1]
+
     for udp in model.udp_listeners:
         listeners[udp.name] = udp_listener_message(udp)
     for item in model.listeners:
-        listeners[item.name] = listener_message(item)
+        listeners[item.name] = message_of("listener", item, listener_message)
         for chain in item.filter_chains:
             if chain.route_config.name in routes:
                 raise ValueError(f"route configuration {chain.route_config.name!r} used twice")
             routes[chain.route_config.name] = route_configuration(chain.route_config, memo, kept)
-    clusters = {c.name: cluster_message(c) for c in model.clusters}
+    clusters = {c.name: message_of("cluster", c, cluster_message) for c in model.clusters}
     endpoints_by_cluster = {e.cluster: e for e in model.endpoints}
     endpoints = {
-        c.name: load_assignment(endpoints_by_cluster.get(c.name, ir.ClusterEndpoints(c.name, ())))
+        c.name: message_of(
+            "endpoints",
+            endpoints_by_cluster.get(c.name) or ir.ClusterEndpoints(c.name, ()),
+            load_assignment,
+        )
         for c in model.clusters
         if not c.dns_hosts  # DNS clusters carry their names inline, not over EDS
     }
-    secrets = {s.name: secret_message(s) for s in model.secrets}
+    secrets = {s.name: message_of("secret", s, secret_message) for s in model.secrets}
     if memo is not None:
         memo.vhosts = kept  # virtual hosts gone from the IR leave the memo
         memo.configs, memo.configs_kept = memo.configs_kept, {}
+        memo.messages = messages
     return Resources(
         {
             LISTENER_TYPE: listeners,
@@ -589,12 +609,10 @@ def route_configuration(
         found_config = memo.configs.get(whole)
         if found_config is not None and found_config[0] is config.virtual_hosts:
             memo.configs_kept[whole] = found_config
-            for vhost in config.virtual_hosts:  # keep their entries for the next translation
-                key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
-                if key in memo.vhosts:
-                    kept[key] = memo.vhosts[key]
+            kept.update(found_config[2])  # keep their entries for the next translation
             return found_config[1]
         vhosts = []
+        mine: dict[Any, Any] = {}
         for vhost in config.virtual_hosts:
             key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
             found = memo.vhosts.get(key)
@@ -603,17 +621,19 @@ def route_configuration(
                 found = (vhost.routes, _virtual_host(vhost))
             else:
                 memo.hits += 1
-            kept[key] = found  # holds the routes, so their ids stay theirs
+            mine[key] = found  # holds the routes, so their ids stay theirs
             vhosts.append(found[1])
+        kept.update(mine)
     message = route_pb2.RouteConfiguration(
         name=config.name,
         ignore_port_in_host_matching=True,
         virtual_hosts=vhosts,
     )
-    if memo is not None:
+    if memo is not None and kept is not None:
         memo.configs_kept[(config.name, id(config.virtual_hosts))] = (
             config.virtual_hosts,
             message,
+            mine,
         )
     return message
 

@@ -73,6 +73,7 @@ class _Entry:
     version: str
     packed: Any  # google.protobuf.any_pb2.Any
     eds: bool = False  # a cluster whose endpoints come over EDS (not STRICT/LOGICAL_DNS etc.)
+    message: Any = None  # what was packed (the translator's memo reuses unchanged messages)
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,23 @@ class Snapshot:
         return self.by_type.get(type_url, {})
 
 
-def make_snapshot(generation: int, resources: translate.Resources) -> Snapshot:
+def make_snapshot(
+    generation: int, resources: translate.Resources, previous: Snapshot | None = None
+) -> Snapshot:
+    """``previous``: a resource whose message is the very same object as there is not packed
+    again (messages are never mutated once translated)."""
     by_type: dict[str, dict[str, _Entry]] = {}
     for type_url in ALL_TYPES:
         entries: dict[str, _Entry] = {}
+        before = previous.of(type_url) if previous is not None else {}
         for name, message in sorted(resources.of(type_url).items()):
-            packed = translate.pack(message)
-            digest = hashlib.sha256(packed.value).hexdigest()[:16]
-            eds = type_url == CLUSTER_TYPE and _is_eds_cluster(message)
-            entries[name] = _Entry(name, digest, packed, eds)
+            found = before.get(name)
+            if found is None or found.message is not message:
+                packed = translate.pack(message)
+                digest = hashlib.sha256(packed.value).hexdigest()[:16]
+                eds = type_url == CLUSTER_TYPE and _is_eds_cluster(message)
+                found = _Entry(name, digest, packed, eds, message)
+            entries[name] = found
         by_type[type_url] = entries
     return Snapshot(generation, by_type)
 
@@ -491,7 +500,7 @@ class AdsServer:
         """Publish a new target; return its generation (for :meth:`wait_synced`)."""
         with self._lock:
             self._generation += 1
-            self._snapshot = make_snapshot(self._generation, resources)
+            self._snapshot = make_snapshot(self._generation, resources, self._snapshot)
             for stream in self._streams:
                 stream.advance(self._snapshot)
             self._changed.notify_all()

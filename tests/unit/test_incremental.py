@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,7 @@ class World:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.changed: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self.serial = 0
         self.add(
             {
@@ -88,10 +90,19 @@ class World:
             meta["creationTimestamp"] = before["metadata"]["creationTimestamp"]
             meta["generation"] = before["metadata"]["generation"] + 1
         self.objects[key] = obj
+        self.changed[key] = obj
         return str(obj["kind"])
 
     def delete(self, kind: str, namespace: str, name: str) -> str | None:
-        return kind if self.objects.pop((kind, namespace, name), None) is not None else None
+        if self.objects.pop((kind, namespace, name), None) is None:
+            return None
+        self.changed[(kind, namespace, name)] = None
+        return kind
+
+    def take_changed(self) -> dict[tuple[str, str, str], dict[str, Any] | None]:
+        """The objects changed since the last call (the provider's ``Changes.changed``)."""
+        changed, self.changed = self.changed, {}
+        return changed
 
     def touch_status(self, kind: str, namespace: str, name: str) -> None:
         """A status write: a new object (as the watch delivers it), same uid and generation."""
@@ -317,16 +328,23 @@ def verdicts(result: attachment.AttachmentResult) -> list[Any]:
     return out
 
 
+@pytest.mark.parametrize("with_changed_objects", [False, True], ids=["kinds", "objects"])
 @settings(max_examples=200, deadline=None)
 @given(st.lists(changes, min_size=1, max_size=25))
-def test_incremental_equals_full(sequence: list[tuple[Any, ...]]) -> None:
+def test_incremental_equals_full(
+    with_changed_objects: bool, sequence: list[tuple[Any, ...]]
+) -> None:
+    """Either told only the changed kinds (the memos find unchanged routes by identity) or the
+    changed objects too (as the controller's provider tells it: only those are looked at)."""
     world = World()
     pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
     pipeline.compute(list(world.objects.values()), {"Gateway"})  # the first pass: full
+    world.take_changed()
     for change in sequence:
         changed = apply_change(world, change)
         objects = list(world.objects.values())
-        got = pipeline.compute(objects, changed)
+        changed_objects = world.take_changed()
+        got = pipeline.compute(objects, changed, changed_objects if with_changed_objects else None)
         want_result, want_built = gatewayapi_to_ir.compute_and_build(
             objects, frozenset({CONTROLLER}), OPTIONS
         )
