@@ -208,6 +208,10 @@ class ListenerResult:
     attached_routes: int = 0
     attached: list[ObjKey] = field(default_factory=list)  # routes counted in attached_routes
     routing: list[RoutingEntry] = field(default_factory=list)
+    live: dict[str, list[RoutingEntry]] = field(default_factory=dict)
+    """Per hostname (normalised): its HTTPRoute and GRPCRoute entries that receive traffic
+    (not shadowed), GRPCRoute first, each kind in rank order. A hostname whose entries did not
+    change keeps the very same list from one pass of the controller to the next."""
     conflict: Condition | None = None
     no_valid_certificate: bool = False
 
@@ -1008,9 +1012,11 @@ class RouteMemo:
 
 
 class _Table(NamedTuple):
-    items: list[tuple[RouteResult, ListenerAttachment]]
+    members: dict[ObjKey, tuple[RouteResult, ListenerAttachment]]  # what it was built from
     routing: list[RoutingEntry]
     attached: list[ObjKey]
+    by_kind: dict[str, list[RoutingEntry]]  # the routing entries of each kind, in rank order
+    live: dict[str, list[RoutingEntry]]
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> object:
@@ -1195,11 +1201,14 @@ def compute(
     for ls in sets:
         for lis in ls.listeners:
             listeners[lis.key] = lis
+    dirty: set[ListenerKey] | None = None
+    changed_keys: set[ObjKey] | None = None
     if fast:
         assert memo is not None and changed_routes is not None
         routes, dirty = _changed_routes(
             world, memo, changed_routes, gateways, set_by_key, controller_names, listeners
         )
+        changed_keys = {ObjKey(*key) for key in changed_routes}
     else:
         routes = []
         kept: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]] = {}
@@ -1219,7 +1228,6 @@ def compute(
         route_listeners: dict[ObjKey, tuple[ListenerKey, ...]] = {}
         for route in routes:
             route_listeners[route.key] = _add_member(members, route, listeners)
-        dirty = None
         if memo is not None:
             memo.keep(kept)  # routes gone from the world leave the memo
             memo.world = world
@@ -1236,7 +1244,7 @@ def compute(
                 _count_refs(memo.ref_counts, route, 1)
 
     # Attached route counts and routing tables
-    _routing_tables(listeners, memo, dirty)
+    _routing_tables(listeners, memo, dirty, changed_keys)
 
     if not world.services and memo.ref_counts.get(("", "Service")):
         notes.append("no Services among the inputs: every Service backendRef is BackendNotFound")
@@ -1631,48 +1639,114 @@ def _routing_tables(
     listeners: Mapping[ListenerKey, ListenerResult],
     memo: RouteMemo,
     dirty: set[ListenerKey] | None,
+    changed_keys: set[ObjKey] | None = None,
 ) -> None:
     """Each listener's attached routes and routing table, from ``memo.members``. A listener
-    not in ``dirty`` (None: compare the routes by identity) keeps its table from last time."""
+    not in ``dirty`` (None: compare its routes by identity) keeps its table from last time; a
+    table whose routes changed is updated for those routes only (see :func:`_update_table`):
+    those among ``changed_keys`` when given, else those whose verdict object changed."""
     kept: dict[ListenerKey, _Table] = {}
     for lkey, lis in listeners.items():
         on = memo.members.get(lkey)
         if not on:
             continue
         before = memo.tables.get(lkey)
-        if before is not None and dirty is not None and lkey not in dirty:
-            found: _Table | None = before
+        if before is None:
+            found = _new_table(on)
+        elif dirty is not None and lkey not in dirty:
+            found = before
         else:
-            items = [on[key] for key in sorted(on)]
-            found = None
-            if (
-                before is not None
-                and len(before.items) == len(items)
-                and all(
-                    r is r0 and a is a0
-                    for (r, a), (r0, a0) in zip(items, before.items, strict=True)
-                )
-            ):
-                found = before  # no route on it changed: its table stands
-        if found is None:
-            found = _Table(items, _table(items), [route.key for route, _ in items])
+            old = before.members
+            changed = {
+                key
+                for key in (on.keys() | old.keys() if changed_keys is None else changed_keys)
+                if (a := on.get(key)) is not (b := old.get(key))
+                and (a is None or b is None or a[0] is not b[0] or a[1] is not b[1])
+            }
+            found = _update_table(before, on, changed) if changed else before
         lis.routing = found.routing
+        lis.live = found.live
         lis.attached = list(found.attached)
         lis.attached_routes = len(found.attached)
         kept[lkey] = found
     memo.tables = kept
 
 
-def _table(items: list[tuple[RouteResult, ListenerAttachment]]) -> list[RoutingEntry]:
-    table: list[RoutingEntry] = []
+def _new_table(on: Mapping[ObjKey, tuple[RouteResult, ListenerAttachment]]) -> _Table:
+    items = [on[key] for key in sorted(on)]
+    by_kind: dict[str, list[RoutingEntry]] = {}
     for kind in ROUTE_KINDS:
         entries = [e for route, att in items if route.kind == kind for e in _entries(route, att)]
-        entries.sort(key=lambda e: e.key)
+        entries.sort(key=_entry_key)
         _shadow(kind, entries)
+        by_kind[kind] = entries
+    return _finish_table(dict(on), [key for key, _ in sorted(on.items())], by_kind, {}, None)
+
+
+def _update_table(
+    before: _Table,
+    on: Mapping[ObjKey, tuple[RouteResult, ListenerAttachment]],
+    changed: set[ObjKey],
+) -> _Table:
+    """``before`` with the entries of the ``changed`` routes replaced: the other routes'
+    entries are kept (the same objects: their rank is updated in place, so a table is good
+    until the next pass), and shadowing is decided again only for the hostnames whose entries
+    changed. That is enough: an entry can only be shadowed by one of its own hostname, since a
+    wildcard covering a hostname is less specific and sorts after it."""
+    by_kind = dict(before.by_kind)
+    hosts: set[str] = set()
+    for kind in {key.kind for key in changed}:
+        old = by_kind.get(kind, [])
+        entries = [e for e in old if e.route not in changed]
+        hosts.update(hn.normalize(e.hostname) for e in old if e.route in changed)
+        for key in sorted(changed):
+            if key.kind == kind and key in on:
+                new = _entries(*on[key])
+                hosts.update(hn.normalize(e.hostname) for e in new)
+                entries += new
+        entries.sort(key=_entry_key)
+        _shadow(kind, entries, hosts)
+        by_kind[kind] = entries
+    attached = [key for key in before.attached if key not in changed]
+    for key in changed:
+        if key in on:
+            bisect.insort(attached, key)
+    return _finish_table(dict(on), attached, by_kind, before.live, hosts)
+
+
+def _finish_table(
+    members: dict[ObjKey, tuple[RouteResult, ListenerAttachment]],
+    attached: list[ObjKey],
+    by_kind: dict[str, list[RoutingEntry]],
+    live_before: Mapping[str, list[RoutingEntry]],
+    hosts: set[str] | None,
+) -> _Table:
+    """Ranks, the flat table and the live entries per hostname (of ``hosts`` only, the others'
+    lists kept from ``live_before``; None: every hostname)."""
+    routing: list[RoutingEntry] = []
+    for kind in ROUTE_KINDS:
+        entries = by_kind.get(kind, [])
         for rank, entry in enumerate(entries, start=1):
             entry.rank = rank
-        table.extend(entries)
-    return table
+        routing += entries
+    live = {} if hosts is None else dict(live_before)
+    for host in hosts or ():
+        live.pop(host, None)
+    for kind in ("GRPCRoute", "HTTPRoute"):
+        for entry in by_kind.get(kind, ()):
+            if entry.shadowed_by is not None or entry.match is None:
+                continue
+            host = hn.normalize(entry.hostname)
+            if hosts is None or host in hosts:
+                found = live.get(host)
+                if found is None:
+                    found = live[host] = []
+                found.append(entry)
+    return _Table(members, routing, attached, by_kind, live)
+
+
+def _entry_key(entry: RoutingEntry) -> tuple[Any, ...]:
+    return entry.key
 
 
 def _entries(route: RouteResult, att: ListenerAttachment) -> list[RoutingEntry]:
@@ -1701,7 +1775,10 @@ def _entries(route: RouteResult, att: ListenerAttachment) -> list[RoutingEntry]:
     return out
 
 
-def _shadow(kind: str, entries: list[RoutingEntry]) -> None:
+def _shadow(kind: str, entries: list[RoutingEntry], only: set[str] | None = None) -> None:
+    """Decide which entries are shadowed (entries in rank order), for the entries of the
+    hostnames in ``only`` (None: all); the others keep what was decided before (an entry is
+    shadowed only by an entry of its own hostname or of a wildcard covering it)."""
     reasons = {
         "HTTPRoute": prec.HTTP_KEY_REASONS,
         "GRPCRoute": prec.GRPC_KEY_REASONS,
@@ -1713,6 +1790,13 @@ def _shadow(kind: str, entries: list[RoutingEntry]) -> None:
     wildcards: list[str] = []
     for i, entry in enumerate(entries):
         host = hn.normalize(entry.hostname)
+        if only is not None and host not in only:
+            if entry.shadowed_by is None:
+                by_host.setdefault(host, []).append(i)
+                if hn.is_wildcard(host) and host not in wildcards:
+                    wildcards.append(host)
+            continue
+        entry.shadowed_by, entry.shadow_reason = None, ""
         buckets = [by_host.get(host, [])] + [by_host[w] for w in wildcards if w != host]
         for j in heapq.merge(*buckets):
             earlier = entries[j]

@@ -27,6 +27,7 @@ reports Programmed=False with the reason, and a note says so.
 from __future__ import annotations
 
 import base64
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -143,6 +144,17 @@ class _Builder:
         self._memo_before: Mapping[_MemoKey, _MemoEntry] = {}
         self._memo_kept: dict[_MemoKey, _MemoEntry] = {}
         self._vhosts_kept: dict[Any, _VhostsEntry] = {}
+        self._hostnames_kept: dict[Any, tuple[set[str], list[str]]] = {}
+        # While a listener group is built through the memo: its hostnames' entries of last
+        # time, those of this time, and the group's counted outputs.
+        self._hosts_building: (
+            tuple[
+                Mapping[tuple[str, att.ListenerKey], _HostEntry],
+                dict[tuple[str, att.ListenerKey], _HostEntry],
+                _Counted,
+            ]
+            | None
+        ) = None
         self._route_results: dict[att.ObjKey, att.RouteResult] | None = None
         self.clusters: _Recording[ir.Cluster] = _Recording()
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
@@ -456,24 +468,159 @@ class _Builder:
         """:meth:`_virtual_hosts` through the memo. Listeners whose routing tables are the very
         same lists as last time (the engine's memo keeps the table of a listener no route of
         which changed) get the same virtual hosts, and what building them added to the build
-        (clusters, endpoints, secrets, notes, policy problems) is added again in one step;
-        otherwise the routing entries of unchanged routes are reused one by one."""
+        (clusters, endpoints, secrets, notes, policy problems) is added again in one step.
+        Otherwise a hostname whose live entries are the same lists as last time keeps its
+        virtual host, and the group's outputs are updated by what the other hostnames add and
+        drop (counted: a cluster stays while one hostname still needs it)."""
         if self.memo is None:
-            return self._virtual_hosts(group)
+            return self._virtual_hosts(group, None)
         key = tuple((lis.key, lis.hostname) for lis in group)
         found = self.memo.vhosts.get(key)
         if found is not None and all(
             lis.routing is table for lis, table in zip(group, found.tables, strict=True)
         ):
-            self.memo.hits += len(found.entries)
-            self._add_outputs(found.outputs)
+            self.memo.hits += found.entry_count
+            self._add_outputs(found.outputs.outputs())
+            self.out.notes.extend(found.notes)
             self._vhosts_kept[key] = found
             return found.vhosts
+        before = found.hosts if found is not None else {}
+        hosts: dict[tuple[str, att.ListenerKey], _HostEntry] = {}
+        outputs = found.outputs.copy() if found is not None else _Counted()
+        self._hosts_building = (before, hosts, outputs)
+        notes_before = len(self.out.notes)
+        try:
+            vhosts = self._virtual_hosts(group, before)
+        finally:
+            self._hosts_building = None
+        notes = tuple(self.out.notes[notes_before:])  # the group's own (its hosts' are counted)
+        for host_key, gone in before.items():
+            if host_key not in hosts:
+                outputs.add(gone.outputs, -1)
+        self._add_outputs(outputs.outputs())
+        self._vhosts_kept[key] = _VhostsEntry(
+            tuple(lis.routing for lis in group),
+            vhosts,
+            hosts,
+            outputs,
+            notes,
+            sum(len(h.entries) for h in hosts.values()),
+        )
+        return vhosts
+
+    def _add_outputs(self, found: _Outputs | _MemoEntry) -> None:
+        """What building memoised routes added to the build, added again."""
+        for name, cluster in found.clusters.items():
+            self.clusters.setdefault(name, cluster)
+        for name, endpoints in found.endpoints.items():
+            self.endpoints.setdefault(name, endpoints)
+        for name, secret in found.secrets.items():
+            self.secrets.setdefault(name, secret)
+        self.out.notes.extend(found.notes)
+        _merge_problems(self.out.policy_problems, found.policy_problems)
+
+    def _virtual_hosts(
+        self,
+        group: list[att.ListenerResult],
+        before: Mapping[tuple[str, att.ListenerKey], _HostEntry] | None,
+    ) -> tuple[ir.VirtualHost, ...]:
+        hostnames: set[str] = set()
+        for lis in group:
+            if lis.hostname:
+                hostnames.add(hn.normalize(lis.hostname))
+            hostnames.update(lis.live)
+        vhosts: list[ir.VirtualHost] = []
+        wildcards: dict[int, list[str]] = {}
+        for host in self._sorted_hostnames(group, hostnames):
+            if len(group) == 1:  # the common case, and the one with thousands of hostnames
+                owner = group[0]
+                if owner.hostname and not hn.covers(hn.normalize(owner.hostname), host):
+                    continue
+            else:
+                owners = [lis for lis in group if hn.covers(hn.normalize(lis.hostname), host)]
+                if not owners:
+                    continue
+                owner = max(owners, key=lambda lis: hn.listener_specificity(lis.hostname))
+                rivals = [
+                    lis
+                    for lis in owners
+                    if lis is not owner
+                    and hn.listener_specificity(lis.hostname)
+                    == hn.listener_specificity(owner.hostname)
+                ]
+                if rivals:
+                    self.out.notes.append(
+                        f"hostname {host} on port {owner.port}: {owner.key} serves it; "
+                        + ", ".join(str(r.key) for r in rivals)
+                        + " share the port and hostname and are not reached for it"
+                    )
+            live = owner.live
+            found = wildcards.get(id(owner))
+            if found is None:
+                found = wildcards[id(owner)] = [n for n in live if hn.is_wildcard(n)]
+            if found:
+                names = [host] + [n for n in found if n != host and hn.covers(n, host)]
+                # The hostname part of the precedence first (a wildcard covering this hostname
+                # is less specific); within one hostname GRPCRoute entries first, each kind in
+                # rank order, as the engine keeps them.
+                names.sort(key=lambda n: tuple(-x for x in hn.specificity(n)))
+                lists = tuple(live[n] for n in names if n in live)
+            else:
+                one = live.get(host)
+                lists = (one,) if one is not None else ()
+            if before is None:
+                routes = tuple(r for items in lists for e in items for r in self._route(e, owner))
+                vhosts.append(ir.VirtualHost(host, (host,), routes))
+            else:
+                vhosts.append(self._memo_host(host, owner, lists, before))
+        return tuple(vhosts)
+
+    def _sorted_hostnames(
+        self, group: list[att.ListenerResult], hostnames: set[str]
+    ) -> Iterable[str]:
+        """Most specific first (then by name): the order of the virtual hosts. Through the memo
+        the last build's order is updated by the hostnames added and dropped since."""
+        if self.memo is None:
+            return sorted(hostnames, key=_hostname_order, reverse=True)
+        key = tuple(lis.key for lis in group)
+        found = self.memo.hostnames.get(key)
+        if found is None:
+            found = (hostnames, sorted(hostnames, key=_hostname_order))
+        elif found[0] != hostnames:
+            ordered = list(found[1])
+            for gone in found[0] - hostnames:
+                del ordered[bisect.bisect_left(ordered, _hostname_order(gone), key=_hostname_order)]
+            for new in hostnames - found[0]:
+                bisect.insort(ordered, new, key=_hostname_order)
+            found = (hostnames, ordered)
+        self._hostnames_kept[key] = found
+        return reversed(found[1])
+
+    def _memo_host(
+        self,
+        host: str,
+        owner: att.ListenerResult,
+        lists: tuple[list[att.RoutingEntry], ...],
+        before: Mapping[tuple[str, att.ListenerKey], _HostEntry],
+    ) -> ir.VirtualHost:
+        """One virtual host through the memo (see :meth:`_memo_virtual_hosts`)."""
+        assert self.memo is not None and self._hosts_building is not None
+        _, hosts, outputs = self._hosts_building
+        key = (host, owner.key)
+        found = before.get(key)
+        if (
+            found is not None
+            and len(found.lists) == len(lists)
+            and all(a is b for a, b in zip(found.lists, lists, strict=True))
+        ):
+            self.memo.hits += len(found.entries)
+            hosts[key] = found
+            return found.vhost
         notes_before = len(self.out.notes)
         self._memo_before = found.entries if found is not None else {}
         self._memo_kept = {}
         try:
-            vhosts = self._virtual_hosts(group)
+            routes = tuple(r for items in lists for e in items for r in self._memo_route(e, owner))
             entries = self._memo_kept
         finally:
             self._memo_before, self._memo_kept = {}, {}
@@ -489,77 +636,20 @@ class _Builder:
             for name, secret in entry.secrets.items():
                 secrets.setdefault(name, secret)
             _merge_problems(problems, entry.policy_problems)
-        outputs = _Outputs(
+        mine = _Outputs(
             clusters,
             endpoints,
             secrets,
             tuple(self.out.notes[notes_before:]),
-            tuple((policy, tuple(found)) for policy, found in problems.items()),
+            tuple((policy, tuple(items)) for policy, items in problems.items()),
         )
-        self._vhosts_kept[key] = _VhostsEntry(
-            tuple(lis.routing for lis in group), vhosts, entries, outputs
-        )
-        return vhosts
-
-    def _add_outputs(self, found: _Outputs | _MemoEntry) -> None:
-        """What building memoised routes added to the build, added again."""
-        for name, cluster in found.clusters.items():
-            self.clusters.setdefault(name, cluster)
-        for name, endpoints in found.endpoints.items():
-            self.endpoints.setdefault(name, endpoints)
-        for name, secret in found.secrets.items():
-            self.secrets.setdefault(name, secret)
-        self.out.notes.extend(found.notes)
-        _merge_problems(self.out.policy_problems, found.policy_problems)
-
-    def _virtual_hosts(self, group: list[att.ListenerResult]) -> tuple[ir.VirtualHost, ...]:
-        hostnames: set[str] = set()
-        for lis in group:
-            if lis.hostname:
-                hostnames.add(hn.normalize(lis.hostname))
-            hostnames.update(e.hostname for e in lis.routing if e.shadowed_by is None)
-        vhosts: list[ir.VirtualHost] = []
-        buckets: dict[int, dict[str, list[att.RoutingEntry]]] = {}
-        wildcards: dict[int, list[str]] = {}
-        for host in sorted(hostnames, key=lambda h: (hn.specificity(h), h), reverse=True):
-            owners = [lis for lis in group if hn.covers(hn.normalize(lis.hostname), host)]
-            if not owners:
-                continue
-            owner = max(owners, key=lambda lis: hn.listener_specificity(lis.hostname))
-            rivals = [
-                lis
-                for lis in owners
-                if lis is not owner
-                and hn.listener_specificity(lis.hostname) == hn.listener_specificity(owner.hostname)
-            ]
-            if rivals:
-                self.out.notes.append(
-                    f"hostname {host} on port {owner.port}: {owner.key} serves it; "
-                    + ", ".join(str(r.key) for r in rivals)
-                    + " share the port and hostname and are not reached for it"
-                )
-            by_host = buckets.get(id(owner))
-            if by_host is None:  # the owner's live entries by hostname, once per listener
-                by_host = {}
-                for e in owner.routing:
-                    if e.shadowed_by is None and e.match is not None:
-                        by_host.setdefault(hn.normalize(e.hostname), []).append(e)
-                buckets[id(owner)] = by_host
-                wildcards[id(owner)] = [n for n in by_host if hn.is_wildcard(n)]
-            names = [host] + [n for n in wildcards[id(owner)] if n != host and hn.covers(n, host)]
-            entries = [e for n in names for e in by_host.get(n, [])]
-            # GRPCRoute entries first (their paths are specific), each kind in rank order; the
-            # hostname part of the precedence comes first.
-            entries.sort(
-                key=lambda e: (
-                    tuple(-x for x in hn.specificity(e.hostname)),
-                    0 if e.route.kind == "GRPCRoute" else 1,
-                    e.rank,
-                )
-            )
-            routes = tuple(r for e in entries for r in self._memo_route(e, owner))
-            vhosts.append(ir.VirtualHost(host, (host,), routes))
-        return tuple(vhosts)
+        del self.out.notes[notes_before:]  # the group's outputs add them, counted
+        if found is not None:
+            outputs.add(found.outputs, -1)
+        outputs.add(mine, 1)
+        vhost = ir.VirtualHost(host, (host,), routes)
+        hosts[key] = _HostEntry(lists, vhost, entries, mine)
+        return vhost
 
     # -------------------------------------------------------------- routes
 
@@ -1260,11 +1350,81 @@ class _Outputs:
 
 
 @dataclass(frozen=True)
+class _HostEntry:
+    lists: tuple[list[att.RoutingEntry], ...]  # the live entries it was built from (identity)
+    vhost: ir.VirtualHost
+    entries: dict[_MemoKey, _MemoEntry]  # the routing entries built for it
+    outputs: _Outputs
+
+
+class _Counted:
+    """Outputs of several virtual hosts, each counted by how many of them add it."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, list[Any]] = {}  # name → [object, count]
+        self.endpoints: dict[str, list[Any]] = {}
+        self.secrets: dict[str, list[Any]] = {}
+        self.notes: dict[str, int] = {}
+        self.problems: dict[tuple[tuple[str, str, str], str], int] = {}
+
+    def copy(self) -> _Counted:
+        out = _Counted()
+        out.clusters = {k: list(v) for k, v in self.clusters.items()}
+        out.endpoints = {k: list(v) for k, v in self.endpoints.items()}
+        out.secrets = {k: list(v) for k, v in self.secrets.items()}
+        out.notes = dict(self.notes)
+        out.problems = dict(self.problems)
+        return out
+
+    def add(self, found: _Outputs, step: int) -> None:
+        for mine, theirs in (
+            (self.clusters, found.clusters),
+            (self.endpoints, found.endpoints),
+            (self.secrets, found.secrets),
+        ):
+            for name, obj in theirs.items():
+                held = mine.get(name)
+                if held is None:
+                    mine[name] = [obj, step]
+                else:
+                    held[1] += step
+                    if held[1] <= 0:
+                        del mine[name]
+        for note in found.notes:
+            self.notes[note] = self.notes.get(note, 0) + step
+            if self.notes[note] <= 0:
+                del self.notes[note]
+        for policy, items in found.policy_problems:
+            for item in items:
+                self.problems[policy, item] = self.problems.get((policy, item), 0) + step
+                if self.problems[policy, item] <= 0:
+                    del self.problems[policy, item]
+
+    def outputs(self) -> _Outputs:
+        problems: dict[tuple[str, str, str], list[str]] = {}
+        for policy, item in self.problems:
+            problems.setdefault(policy, []).append(item)
+        return _Outputs(
+            {k: v[0] for k, v in self.clusters.items()},
+            {k: v[0] for k, v in self.endpoints.items()},
+            {k: v[0] for k, v in self.secrets.items()},
+            tuple(self.notes),
+            tuple((policy, tuple(items)) for policy, items in problems.items()),
+        )
+
+
+@dataclass(frozen=True)
 class _VhostsEntry:
     tables: tuple[list[att.RoutingEntry], ...]  # the listeners' routing tables (identity)
     vhosts: tuple[ir.VirtualHost, ...]
-    entries: dict[_MemoKey, _MemoEntry]  # the routing entries built for them
-    outputs: _Outputs
+    hosts: dict[tuple[str, att.ListenerKey], _HostEntry]
+    outputs: _Counted
+    notes: tuple[str, ...]  # notes of the group itself (hostnames two listeners share)
+    entry_count: int  # routing entries in its virtual hosts (for the memo's hit count)
+
+
+def _hostname_order(hostname: str) -> tuple[tuple[int, int], str]:
+    return (hn.specificity(hostname), hostname)
 
 
 def _merge_problems(
@@ -1288,12 +1448,14 @@ class BuildMemo:
 
     def __init__(self) -> None:
         self.vhosts: dict[Any, _VhostsEntry] = {}  # per listener group (see _memo_virtual_hosts)
+        self.hostnames: dict[Any, tuple[set[str], list[str]]] = {}  # per group, sorted
         self.index: _Index | None = None  # the last build's, patched by route changes
         self.hits = 0
         self.misses = 0
 
     def invalidate(self) -> None:
         self.vhosts.clear()
+        self.hostnames.clear()
         self.index = None
 
 
@@ -1332,6 +1494,7 @@ def build(
     out = builder.build()
     if memo is not None:
         memo.vhosts = builder._vhosts_kept  # groups not built this time are dropped
+        memo.hostnames = builder._hostnames_kept
         memo.index = index
     return out
 

@@ -136,10 +136,7 @@ class TranslateMemo:
     translates to the same message, so it is not built again."""
 
     def __init__(self) -> None:
-        self.vhosts: dict[
-            tuple[str, tuple[str, ...], tuple[int, ...]],
-            tuple[tuple[ir.Route, ...], route_components_pb2.VirtualHost],
-        ] = {}
+        self.vhosts: dict[Any, tuple[ir.VirtualHost, route_components_pb2.VirtualHost]] = {}
         # whole route configurations made of the very same virtual-host tuple (the builder's
         # memo keeps it for listeners none of whose routes changed), with their vhost entries
         self.configs: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration, Any]] = {}
@@ -614,14 +611,22 @@ def route_configuration(
         vhosts = []
         mine: dict[Any, Any] = {}
         for vhost in config.virtual_hosts:
-            key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
-            found = memo.vhosts.get(key)
-            if found is None or len(found[0]) != len(vhost.routes):
-                memo.misses += 1
-                found = (vhost.routes, _virtual_host(vhost))
+            # the very same virtual host (the builder keeps those of unchanged hostnames), or
+            # one made of the very same routes
+            found = memo.vhosts.get(id(vhost))
+            if found is None or found[0] is not vhost:
+                key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
+                found = memo.vhosts.get(key)
+                if found is None or len(found[0].routes) != len(vhost.routes):
+                    memo.misses += 1
+                    found = (vhost, _virtual_host(vhost))
+                else:
+                    memo.hits += 1
+                    found = (vhost, found[1])
+                mine[key] = found  # holds the vhost and its routes, so their ids stay theirs
             else:
                 memo.hits += 1
-            mine[key] = found  # holds the routes, so their ids stay theirs
+            mine[id(vhost)] = found
             vhosts.append(found[1])
         kept.update(mine)
     message = route_pb2.RouteConfiguration(

@@ -11,6 +11,7 @@ pass by the pipeline quietly doing full passes.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
@@ -152,7 +153,12 @@ def route_specs(draw: st.DrawFn) -> dict[str, Any]:
     namespace = draw(st.sampled_from(["a", "b"]))
     name = draw(st.sampled_from(ROUTE_NAMES))
     hosts = draw(
-        st.lists(st.sampled_from(["x.example.test", "*.example.test", "y.other.test"]), max_size=2)
+        st.lists(
+            st.sampled_from(
+                ["x.example.test", "z.example.test", "*.example.test", "*.test", "y.other.test"]
+            ),
+            max_size=2,
+        )
     )
     backends = [
         {
@@ -329,7 +335,7 @@ def verdicts(result: attachment.AttachmentResult) -> list[Any]:
 
 
 @pytest.mark.parametrize("with_changed_objects", [False, True], ids=["kinds", "objects"])
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("KGW_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 @given(st.lists(changes, min_size=1, max_size=25))
 def test_incremental_equals_full(
     with_changed_objects: bool, sequence: list[tuple[Any, ...]]
