@@ -1695,18 +1695,20 @@ def _update_table(
     wildcard covering a hostname is less specific and sorts after it."""
     by_kind = dict(before.by_kind)
     hosts: set[str] = set()
-    for kind in {key.kind for key in changed}:
+    kinds = {key.kind for key in changed}
+    for kind in kinds:
         old = by_kind.get(kind, [])
         entries = [e for e in old if e.route not in changed]
         hosts.update(hn.normalize(e.hostname) for e in old if e.route in changed)
         for key in sorted(changed):
             if key.kind == kind and key in on:
-                new = _entries(*on[key])
-                hosts.update(hn.normalize(e.hostname) for e in new)
-                entries += new
-        entries.sort(key=_entry_key)
-        _shadow(kind, entries, hosts)
+                for entry in _entries(*on[key]):
+                    hosts.add(hn.normalize(entry.hostname))
+                    bisect.insort(entries, entry, key=_entry_key)
         by_kind[kind] = entries
+    for kind in kinds:
+        # the entries of the other hostnames neither shadow these nor are shadowed by them
+        _shadow(kind, [e for e in by_kind[kind] if hn.normalize(e.hostname) in hosts])
     attached = [key for key in before.attached if key not in changed]
     for key in changed:
         if key in on:
@@ -1737,11 +1739,12 @@ def _finish_table(
             if entry.shadowed_by is not None or entry.match is None:
                 continue
             host = hn.normalize(entry.hostname)
-            if hosts is None or host in hosts:
-                found = live.get(host)
-                if found is None:
-                    found = live[host] = []
-                found.append(entry)
+            if hosts is not None and host not in hosts:
+                continue
+            found = live.get(host)
+            if found is None:
+                found = live[host] = []
+            found.append(entry)
     return _Table(members, routing, attached, by_kind, live)
 
 
@@ -1775,10 +1778,8 @@ def _entries(route: RouteResult, att: ListenerAttachment) -> list[RoutingEntry]:
     return out
 
 
-def _shadow(kind: str, entries: list[RoutingEntry], only: set[str] | None = None) -> None:
-    """Decide which entries are shadowed (entries in rank order), for the entries of the
-    hostnames in ``only`` (None: all); the others keep what was decided before (an entry is
-    shadowed only by an entry of its own hostname or of a wildcard covering it)."""
+def _shadow(kind: str, entries: list[RoutingEntry]) -> None:
+    """Decide which entries (in rank order) are shadowed, and by which."""
     reasons = {
         "HTTPRoute": prec.HTTP_KEY_REASONS,
         "GRPCRoute": prec.GRPC_KEY_REASONS,
@@ -1790,13 +1791,7 @@ def _shadow(kind: str, entries: list[RoutingEntry], only: set[str] | None = None
     wildcards: list[str] = []
     for i, entry in enumerate(entries):
         host = hn.normalize(entry.hostname)
-        if only is not None and host not in only:
-            if entry.shadowed_by is None:
-                by_host.setdefault(host, []).append(i)
-                if hn.is_wildcard(host) and host not in wildcards:
-                    wildcards.append(host)
-            continue
-        entry.shadowed_by, entry.shadow_reason = None, ""
+        entry.shadowed_by, entry.shadow_reason = None, ""  # kept entries are decided again
         buckets = [by_host.get(host, [])] + [by_host[w] for w in wildcards if w != host]
         for j in heapq.merge(*buckets):
             earlier = entries[j]

@@ -484,6 +484,10 @@ class _Builder:
             self.out.notes.extend(found.notes)
             self._vhosts_kept[key] = found
             return found.vhosts
+        if found is not None and len(group) == 1:
+            vhosts = self._changed_hostnames(key, group[0], found)
+            if vhosts is not None:
+                return vhosts
         before = found.hosts if found is not None else {}
         hosts: dict[tuple[str, att.ListenerKey], _HostEntry] = {}
         outputs = found.outputs.copy() if found is not None else _Counted()
@@ -505,6 +509,51 @@ class _Builder:
             outputs,
             notes,
             sum(len(h.entries) for h in hosts.values()),
+            tuple(lis.live for lis in group),
+        )
+        return vhosts
+
+    def _changed_hostnames(
+        self, key: Any, lis: att.ListenerResult, found: _VhostsEntry
+    ) -> tuple[ir.VirtualHost, ...] | None:
+        """A one-listener group's virtual hosts from last time's, with those of the hostnames
+        whose live entries changed built again: the cost of a change is its hostnames', not
+        every hostname's. None when a wildcard hostname's entries changed (they are part of
+        the hostnames they cover): then every hostname is looked at."""
+        live, before = lis.live, found.lives[0]
+        changed = [h for h in live.keys() | before.keys() if live.get(h) is not before.get(h)]
+        if any(hn.is_wildcard(h) for h in changed):
+            return None
+        hostnames = set(live)
+        if lis.hostname:
+            hostnames.add(hn.normalize(lis.hostname))
+        order = self._sorted_hostnames([lis], hostnames)
+        hosts = dict(found.hosts)
+        outputs = found.outputs.copy()
+        count = found.entry_count
+        misses = self.memo.misses  # type: ignore[union-attr]
+        wild = [n for n in live if hn.is_wildcard(n)]
+        self._hosts_building = (found.hosts, hosts, outputs)
+        try:
+            for host in sorted(changed):
+                gone = hosts.pop((host, lis.key), None)
+                if gone is not None:
+                    count -= len(gone.entries)
+                listener_host = hn.normalize(lis.hostname)
+                if host not in hostnames or (lis.hostname and not hn.covers(listener_host, host)):
+                    if gone is not None:
+                        outputs.add(gone.outputs, -1)
+                    continue
+                self._memo_host(host, lis, _host_lists(host, live, wild), found.hosts)
+                count += len(hosts[host, lis.key].entries)
+        finally:
+            self._hosts_building = None
+        assert self.memo is not None
+        self.memo.hits = self.memo.hits + count - (self.memo.misses - misses)
+        vhosts = tuple(hosts[h, lis.key].vhost for h in order if (h, lis.key) in hosts)
+        self._add_outputs(outputs.outputs())
+        self._vhosts_kept[key] = _VhostsEntry(
+            (lis.routing,), vhosts, hosts, outputs, (), count, (live,)
         )
         return vhosts
 
@@ -558,16 +607,7 @@ class _Builder:
             found = wildcards.get(id(owner))
             if found is None:
                 found = wildcards[id(owner)] = [n for n in live if hn.is_wildcard(n)]
-            if found:
-                names = [host] + [n for n in found if n != host and hn.covers(n, host)]
-                # The hostname part of the precedence first (a wildcard covering this hostname
-                # is less specific); within one hostname GRPCRoute entries first, each kind in
-                # rank order, as the engine keeps them.
-                names.sort(key=lambda n: tuple(-x for x in hn.specificity(n)))
-                lists = tuple(live[n] for n in names if n in live)
-            else:
-                one = live.get(host)
-                lists = (one,) if one is not None else ()
+            lists = _host_lists(host, live, found)
             if before is None:
                 routes = tuple(r for items in lists for e in items for r in self._route(e, owner))
                 vhosts.append(ir.VirtualHost(host, (host,), routes))
@@ -1421,6 +1461,21 @@ class _VhostsEntry:
     outputs: _Counted
     notes: tuple[str, ...]  # notes of the group itself (hostnames two listeners share)
     entry_count: int  # routing entries in its virtual hosts (for the memo's hit count)
+    lives: tuple[dict[str, list[att.RoutingEntry]], ...]  # the listeners' live entries
+
+
+def _host_lists(
+    host: str, live: Mapping[str, list[att.RoutingEntry]], wildcards: Sequence[str]
+) -> tuple[list[att.RoutingEntry], ...]:
+    """The live entry lists a hostname's virtual host is made of, in order: the hostname part
+    of the precedence first (a wildcard covering it is less specific); within one hostname
+    GRPCRoute entries first, each kind in rank order, as the engine keeps them."""
+    if not wildcards:
+        one = live.get(host)
+        return (one,) if one is not None else ()
+    names = [host] + [n for n in wildcards if n != host and hn.covers(n, host)]
+    names.sort(key=lambda n: tuple(-x for x in hn.specificity(n)))
+    return tuple(live[n] for n in names if n in live)
 
 
 def _hostname_order(hostname: str) -> tuple[tuple[int, int], str]:

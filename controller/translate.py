@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,13 +117,57 @@ _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 
 
+class Wire:
+    """A message held as its wire bytes, parsed only when somebody reads it: the translator's
+    memo assembles a route configuration of thousands of virtual hosts from their bytes
+    instead of copying their messages into a new one on every change."""
+
+    __slots__ = ("_message", "cls", "data")
+
+    def __init__(self, cls: type[Message], data: bytes) -> None:
+        self.cls = cls
+        self.data = data
+        self._message: Message | None = None
+
+    def message(self) -> Message:
+        if self._message is None:
+            self._message = self.cls.FromString(self.data)
+        return self._message
+
+    def packed(self) -> any_pb2.Any:
+        return any_pb2.Any(
+            type_url=f"type.googleapis.com/{self.cls.DESCRIPTOR.full_name}", value=self.data
+        )
+
+
+class _Messages(Mapping[str, Message]):
+    """A resource map whose :class:`Wire` values read as messages."""
+
+    def __init__(self, items: Mapping[str, Message | Wire]) -> None:
+        self._items = items
+
+    def __getitem__(self, name: str) -> Message:
+        value = self._items[name]
+        return value.message() if isinstance(value, Wire) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @dataclass(frozen=True)
 class Resources:
     """The xDS resources of one IR, by type URL, each by resource name."""
 
-    by_type: Mapping[str, Mapping[str, Message]] = field(default_factory=dict)
+    by_type: Mapping[str, Mapping[str, Message | Wire]] = field(default_factory=dict)
 
     def of(self, type_url: str) -> Mapping[str, Message]:
+        return _Messages(self.by_type.get(type_url, {}))
+
+    def raw(self, type_url: str) -> Mapping[str, Message | Wire]:
+        """Messages, or their bytes where the translator has them (see :class:`Wire`)."""
         return self.by_type.get(type_url, {})
 
 
@@ -136,11 +180,11 @@ class TranslateMemo:
     translates to the same message, so it is not built again."""
 
     def __init__(self) -> None:
-        self.vhosts: dict[Any, tuple[ir.VirtualHost, route_components_pb2.VirtualHost]] = {}
+        self.vhosts: dict[Any, tuple[ir.VirtualHost, bytes]] = {}  # a vhost's field bytes
         # whole route configurations made of the very same virtual-host tuple (the builder's
         # memo keeps it for listeners none of whose routes changed), with their vhost entries
-        self.configs: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration, Any]] = {}
-        self.configs_kept: dict[tuple[str, int], tuple[Any, route_pb2.RouteConfiguration, Any]] = {}
+        self.configs: dict[tuple[str, int], tuple[Any, Wire, Any]] = {}
+        self.configs_kept: dict[tuple[str, int], tuple[Any, Wire, Any]] = {}
         # per resource name: the IR object (the very same one) and its message
         self.messages: dict[tuple[str, str], tuple[Any, Message]] = {}
         self.hits = 0
@@ -152,7 +196,7 @@ def translate(model: ir.IR, memo: TranslateMemo | None = None) -> Resources:
     model = ir.normalize(model)
     kept: dict[Any, Any] = {}
     listeners: dict[str, Message] = {}
-    routes: dict[str, Message] = {}
+    routes: dict[str, Message | Wire] = {}
     messages: dict[tuple[str, str], tuple[Any, Message]] = {}
 
     def message_of(kind: str, item: Any, make: Callable[[Any], Message]) -> Message:
@@ -598,49 +642,69 @@ def route_configuration(
     config: ir.RouteConfig,
     memo: TranslateMemo | None = None,
     kept: dict[Any, Any] | None = None,
-) -> route_pb2.RouteConfiguration:
+) -> route_pb2.RouteConfiguration | Wire:
+    """The route configuration; through the memo as :class:`Wire` bytes assembled from each
+    virtual host's bytes, kept from the last translation for a virtual host that is the very
+    same object or made of the very same routes."""
     if memo is None or kept is None:
-        vhosts = [_virtual_host(v) for v in config.virtual_hosts]
-    else:
-        whole = (config.name, id(config.virtual_hosts))
-        found_config = memo.configs.get(whole)
-        if found_config is not None and found_config[0] is config.virtual_hosts:
-            memo.configs_kept[whole] = found_config
-            kept.update(found_config[2])  # keep their entries for the next translation
-            return found_config[1]
-        vhosts = []
-        mine: dict[Any, Any] = {}
-        for vhost in config.virtual_hosts:
-            # the very same virtual host (the builder keeps those of unchanged hostnames), or
-            # one made of the very same routes
-            found = memo.vhosts.get(id(vhost))
-            if found is None or found[0] is not vhost:
-                key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
-                found = memo.vhosts.get(key)
-                if found is None or len(found[0].routes) != len(vhost.routes):
-                    memo.misses += 1
-                    found = (vhost, _virtual_host(vhost))
-                else:
-                    memo.hits += 1
-                    found = (vhost, found[1])
-                mine[key] = found  # holds the vhost and its routes, so their ids stay theirs
+        return route_pb2.RouteConfiguration(
+            name=config.name,
+            ignore_port_in_host_matching=True,
+            virtual_hosts=[_virtual_host(v) for v in config.virtual_hosts],
+        )
+    whole = (config.name, id(config.virtual_hosts))
+    found_config = memo.configs.get(whole)
+    if found_config is not None and found_config[0] is config.virtual_hosts:
+        memo.configs_kept[whole] = found_config
+        kept.update(found_config[2])  # keep their entries for the next translation
+        return found_config[1]
+    parts = [
+        route_pb2.RouteConfiguration(
+            name=config.name, ignore_port_in_host_matching=True
+        ).SerializeToString(deterministic=True)
+    ]
+    mine: dict[Any, Any] = {}
+    vhosts = memo.vhosts
+    for vhost in config.virtual_hosts:
+        found = vhosts.get(id(vhost))
+        if found is None or found[0] is not vhost:
+            key = (vhost.name, vhost.domains, tuple(id(r) for r in vhost.routes))
+            found = vhosts.get(key)
+            if found is None or len(found[0].routes) != len(vhost.routes):
+                memo.misses += 1
+                found = (vhost, _vhost_field(_virtual_host(vhost)))
             else:
                 memo.hits += 1
-            mine[id(vhost)] = found
-            vhosts.append(found[1])
-        kept.update(mine)
-    message = route_pb2.RouteConfiguration(
-        name=config.name,
-        ignore_port_in_host_matching=True,
-        virtual_hosts=vhosts,
-    )
-    if memo is not None and kept is not None:
-        memo.configs_kept[(config.name, id(config.virtual_hosts))] = (
-            config.virtual_hosts,
-            message,
-            mine,
-        )
-    return message
+                found = (vhost, found[1])
+            mine[key] = found  # holds the vhost and its routes, so their ids stay theirs
+        else:
+            memo.hits += 1
+        mine[id(vhost)] = found
+        parts.append(found[1])
+    kept.update(mine)
+    wire = Wire(route_pb2.RouteConfiguration, b"".join(parts))
+    memo.configs_kept[whole] = (config.virtual_hosts, wire, mine)
+    return wire
+
+
+_VHOST_FIELD_TAG = bytes([(2 << 3) | 2])  # RouteConfiguration.virtual_hosts: field 2, bytes
+
+
+def _vhost_field(vhost: route_components_pb2.VirtualHost) -> bytes:
+    """One ``virtual_hosts`` entry of a serialised RouteConfiguration (fields may come in any
+    order on the wire, and repeated ones add up)."""
+    payload: bytes = vhost.SerializeToString(deterministic=True)
+    size = len(payload)
+    length = bytearray()
+    while True:  # base-128 varint
+        byte = size & 0x7F
+        size >>= 7
+        if size:
+            length.append(byte | 0x80)
+        else:
+            length.append(byte)
+            break
+    return _VHOST_FIELD_TAG + bytes(length) + payload
 
 
 def _virtual_host(vhost: ir.VirtualHost) -> route_components_pb2.VirtualHost:

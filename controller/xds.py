@@ -94,9 +94,16 @@ def make_snapshot(
     for type_url in ALL_TYPES:
         entries: dict[str, _Entry] = {}
         before = previous.of(type_url) if previous is not None else {}
-        for name, message in sorted(resources.of(type_url).items()):
+        items = resources.raw(type_url)
+        for name in sorted(items):
+            message = items[name]
             found = before.get(name)
             if found is None or found.message is not message:
+                if isinstance(message, translate.Wire):
+                    packed = message.packed()
+                    digest = hashlib.sha256(message.data).hexdigest()[:16]
+                    entries[name] = _Entry(name, digest, packed, False, message)
+                    continue
                 packed = translate.pack(message)
                 digest = hashlib.sha256(packed.value).hexdigest()[:16]
                 eds = type_url == CLUSTER_TYPE and _is_eds_cluster(message)
