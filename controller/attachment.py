@@ -1010,6 +1010,10 @@ class RouteMemo:
     def keep(self, entries: dict[ObjKey, tuple[Mapping[str, Any], object, RouteResult]]) -> None:
         self._entries = entries
 
+    def verdict(self, key: ObjKey) -> RouteResult | None:
+        found = self._entries.get(key)
+        return found[2] if found is not None else None
+
 
 class _Table(NamedTuple):
     members: dict[ObjKey, tuple[RouteResult, ListenerAttachment]]  # what it was built from
@@ -1706,14 +1710,18 @@ def _update_table(
                     hosts.add(hn.normalize(entry.hostname))
                     bisect.insort(entries, entry, key=_entry_key)
         by_kind[kind] = entries
+    # The entries of the other hostnames neither shadow these nor are shadowed by them.
+    of_hosts = {
+        kind: [e for e in by_kind.get(kind, ()) if hn.normalize(e.hostname) in hosts]
+        for kind in kinds | {"GRPCRoute", "HTTPRoute"}
+    }
     for kind in kinds:
-        # the entries of the other hostnames neither shadow these nor are shadowed by them
-        _shadow(kind, [e for e in by_kind[kind] if hn.normalize(e.hostname) in hosts])
+        _shadow(kind, of_hosts[kind])
     attached = [key for key in before.attached if key not in changed]
     for key in changed:
         if key in on:
             bisect.insort(attached, key)
-    return _finish_table(dict(on), attached, by_kind, before.live, hosts)
+    return _finish_table(dict(on), attached, by_kind, before.live, hosts, of_hosts)
 
 
 def _finish_table(
@@ -1722,9 +1730,11 @@ def _finish_table(
     by_kind: dict[str, list[RoutingEntry]],
     live_before: Mapping[str, list[RoutingEntry]],
     hosts: set[str] | None,
+    of_hosts: Mapping[str, list[RoutingEntry]] | None = None,
 ) -> _Table:
     """Ranks, the flat table and the live entries per hostname (of ``hosts`` only, the others'
-    lists kept from ``live_before``; None: every hostname)."""
+    lists kept from ``live_before``; None: every hostname). ``of_hosts``: per kind, the
+    entries of ``hosts`` (in rank order), when the caller has them."""
     routing: list[RoutingEntry] = []
     for kind in ROUTE_KINDS:
         entries = by_kind.get(kind, [])
@@ -1735,7 +1745,8 @@ def _finish_table(
     for host in hosts or ():
         live.pop(host, None)
     for kind in ("GRPCRoute", "HTTPRoute"):
-        for entry in by_kind.get(kind, ()):
+        source = by_kind.get(kind, ()) if of_hosts is None else of_hosts.get(kind, ())
+        for entry in source:
             if entry.shadowed_by is not None or entry.match is None:
                 continue
             host = hn.normalize(entry.hostname)

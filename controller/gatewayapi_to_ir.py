@@ -510,6 +510,7 @@ class _Builder:
             notes,
             sum(len(h.entries) for h in hosts.values()),
             tuple(lis.live for lis in group),
+            {host: entry.vhost for (host, _), entry in hosts.items()} if len(group) == 1 else {},
         )
         return vhosts
 
@@ -550,10 +551,20 @@ class _Builder:
             self._hosts_building = None
         assert self.memo is not None
         self.memo.hits = self.memo.hits + count - (self.memo.misses - misses)
-        vhosts = tuple(hosts[h, lis.key].vhost for h in order if (h, lis.key) in hosts)
+        by_host = dict(found.by_host)
+        for host in changed:
+            entry = hosts.get((host, lis.key))
+            if entry is None:
+                by_host.pop(host, None)
+            else:
+                by_host[host] = entry.vhost
+        try:  # every hostname of a one-listener group has its virtual host
+            vhosts = tuple(map(by_host.__getitem__, order))
+        except KeyError:
+            vhosts = tuple(by_host[h] for h in order if h in by_host)
         self._add_outputs(outputs.outputs())
         self._vhosts_kept[key] = _VhostsEntry(
-            (lis.routing,), vhosts, hosts, outputs, (), count, (live,)
+            (lis.routing,), vhosts, hosts, outputs, (), count, (live,), by_host
         )
         return vhosts
 
@@ -1462,6 +1473,7 @@ class _VhostsEntry:
     notes: tuple[str, ...]  # notes of the group itself (hostnames two listeners share)
     entry_count: int  # routing entries in its virtual hosts (for the memo's hit count)
     lives: tuple[dict[str, list[att.RoutingEntry]], ...]  # the listeners' live entries
+    by_host: dict[str, ir.VirtualHost]  # one-listener groups: the virtual host of each hostname
 
 
 def _host_lists(

@@ -37,6 +37,9 @@ class Pass:
     result: attachment.AttachmentResult
     built: gatewayapi_to_ir.BuildResult
     reused_verdicts: bool  # endpoints only: the previous verdicts were reused whole
+    recomputed: frozenset[attachment.ObjKey] | None = None
+    """The routes whose verdicts may be new objects (every other route's is the same object as
+    after the previous pass); None when not known (a full pass)."""
 
 
 class Pipeline:
@@ -84,7 +87,7 @@ class Pipeline:
             self.build_memo.invalidate()
         if self._last is not None and kinds and kinds <= ENDPOINT_ONLY_KINDS:
             built = gatewayapi_to_ir.build(objects, self._last, self.options)
-            return Pass(self._last, built, True)
+            return Pass(self._last, built, True, frozenset())
         if not kinds <= ROUTE_ONLY_KINDS | ENDPOINT_ONLY_KINDS:
             self.route_memo.invalidate()
         routes = (
@@ -92,6 +95,7 @@ class Pipeline:
             if changed_objects is None
             else {k: v for k, v in changed_objects.items() if k[0] in ROUTE_ONLY_KINDS}
         )
+        fast = routes is not None and self.route_memo.world is not None
         result, built = gatewayapi_to_ir.compute_and_build(
             objects,
             self.controller_names,
@@ -101,7 +105,14 @@ class Pipeline:
             changed_routes=routes,
         )
         self._last = result
-        return Pass(result, built, False)
+        recomputed = None
+        if fast and routes is not None:
+            recomputed = frozenset(attachment.ObjKey(*key) for key in routes)
+        return Pass(result, built, False, recomputed)
+
+    def verdict(self, key: attachment.ObjKey) -> attachment.RouteResult | None:
+        """The route's verdict of the last pass (None: not a route of the last pass)."""
+        return self.route_memo.verdict(key)
 
     def translate(self, model: ir.IR) -> translate.Resources:
         self.translate_memo.hits = self.translate_memo.misses = 0

@@ -399,6 +399,16 @@ class VirtualHost:
     domains: tuple[str, ...]
     routes: tuple[Route, ...]
 
+    @functools.cached_property
+    def ext_auths(self) -> dict[str, ExtAuth]:
+        """The external authorization services its routes use, by name (computed once: the
+        translator asks on every change, and an unchanged virtual host is the same object)."""
+        return {
+            r.security.ext_auth.name: r.security.ext_auth
+            for r in self.routes
+            if r.security is not None and r.security.ext_auth is not None
+        }
+
 
 @dataclass(frozen=True)
 class RouteConfig:

@@ -27,6 +27,7 @@ from typing import Any
 
 from controller import egpolicy, gatewayapi_to_ir, incremental
 from controller import status as status_mod
+from controller.attachment import ROUTE_KINDS, ObjKey
 from controller.policy_status import POLICY_STATUS_KINDS
 from controller.xds import AdsServer
 from kubectl_gw.kube import KubeTarget
@@ -324,7 +325,7 @@ class Controller:
                 programming,
                 config.controller_name,
                 now,
-                routes=self._routes_to_check(result.routes, changes.touched),
+                routes=self._routes_to_check(result.routes, changes.touched, computed.recomputed),
                 lookup=changes.get,
                 policies=[
                     obj
@@ -362,15 +363,28 @@ class Controller:
         return retry
 
     def _routes_to_check(
-        self, routes: list[Any], touched: Collection[tuple[str, str, str]]
+        self,
+        routes: list[Any],
+        touched: Collection[tuple[str, str, str]],
+        recomputed: Collection[tuple[str, str, str]] | None,
     ) -> list[Any]:
         """The routes whose status may need a write: a new verdict (another ``RouteResult``
         object: the engine's memo keeps the object of an unchanged route) or an object with an
         event since the last pass (our own write's echo, or someone else's write). After a
-        failed write every route is checked again."""
+        failed write every route is checked again. ``recomputed``: the only routes whose
+        verdicts may be new objects, when the pipeline knows (then the others are not looked
+        at)."""
         if self._status_check_all:
             self._status_check_all = False
             self._status_seen.clear()
+        elif recomputed is not None and self._status_seen:
+            assert self._pipeline is not None
+            check = []
+            for key in sorted({*recomputed, *(k for k in touched if k[0] in ROUTE_KINDS)}):
+                route = self._pipeline.verdict(ObjKey(*key))
+                if route is not None and route.parents:
+                    check.append(route)
+            return check
         seen: dict[tuple[str, str, str], Any] = {}
         check = []
         before = self._status_seen

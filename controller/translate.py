@@ -520,12 +520,10 @@ def http_filters(config: ir.RouteConfig) -> list[hcm_pb2.HttpFilter]:
     Order: CORS (answers preflights first, as nginx did), rate limit, IP rules, basic auth,
     external auth, buffering, router.
     """
-    ext_auths = {
-        r.security.ext_auth.name: r.security.ext_auth
-        for v in config.virtual_hosts
-        for r in v.routes
-        if r.security is not None and r.security.ext_auth is not None
-    }
+    ext_auths: dict[str, ir.ExtAuth] = {}
+    for vhost in config.virtual_hosts:
+        if vhost.ext_auths:
+            ext_auths.update(vhost.ext_auths)
     filters = [
         hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
         hcm_pb2.HttpFilter(
