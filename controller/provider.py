@@ -72,9 +72,11 @@ class Provider:
         watch_timeout: int = WATCH_TIMEOUT_SECONDS,
         on_event: Callable[[str, KubeObject], None] | None = None,
     ) -> None:
-        self.cluster = cluster
         self.kinds = list(kinds)
-        self.api = _watch_client(cluster, len(self.kinds) + 4)
+        # one connection per kind (each lists, then watches) and a few spare: with fewer,
+        # urllib3 discards connections at start-up and later requests redo their TLS
+        self.cluster = cluster.with_pool(len(self.kinds) + 4)
+        self.api = self.cluster.api
         self.on_change = on_change
         self.missing_retry = missing_retry
         self.watch_timeout = watch_timeout
@@ -301,11 +303,6 @@ class Provider:
         if changed:
             self.on_change()
         return new_version
-
-
-def _watch_client(cluster: Cluster, pool_size: int) -> Any:
-    """An ApiClient like the cluster's, with a connection pool big enough for every watch."""
-    return cluster.with_pool(pool_size).api
 
 
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
