@@ -100,7 +100,27 @@ class _Index:
             elif kind == "ReferenceGrant":
                 self.grants[key[0]].append(obj)
         for items in self.slices.values():
-            items.sort(key=lambda s: str((s.get("metadata") or {}).get("name", "")))
+            items.sort(key=_name_of)
+
+    def replace_slice(
+        self, namespace: str, name: str, obj: Mapping[str, Any] | None
+    ) -> set[tuple[str, str]]:
+        """Put a changed EndpointSlice in (None: deleted); return the Services whose slices
+        changed (the one it left, the one it joined)."""
+        services: set[tuple[str, str]] = set()
+        for key, items in list(self.slices.items()):
+            if key[0] == namespace and any(_name_of(s) == name for s in items):
+                items[:] = [s for s in items if _name_of(s) != name]
+                services.add(key)
+                if not items:
+                    del self.slices[key]
+        service = ((obj or {}).get("metadata") or {}).get("labels", {}).get(SERVICE_NAME_LABEL)
+        if obj is not None and service:
+            items = self.slices[(namespace, service)]
+            items.append(obj)
+            items.sort(key=_name_of)
+            services.add((namespace, service))
+        return services
 
     def granted(self, source: tuple[str, str, str], target: tuple[str, str, str, str]) -> bool:
         """May an object (group, kind, namespace) refer to (group, kind, namespace, name)?"""
@@ -158,6 +178,7 @@ class _Builder:
         self._route_results: dict[att.ObjKey, att.RouteResult] | None = None
         self.clusters: _Recording[ir.Cluster] = _Recording()
         self.endpoints: dict[str, ir.ClusterEndpoints] = {}
+        self._endpoint_cache: dict[ir.EndpointSource, tuple[ir.Endpoint, ...]] = {}
         self.secrets: _Recording[ir.Secret] = _Recording()
         self.out = BuildResult(ir.IR())
         self._traffic: dict[int, eg.TrafficPolicy] = {}
@@ -209,6 +230,7 @@ class _Builder:
             built = self._listener(port, protocol, same)
             if built is not None:
                 listeners.append(built)
+        self._refresh_endpoints()
         self.out.notes[:] = list(dict.fromkeys(self.out.notes))
         self.out.ir = ir.normalize(
             ir.IR(
@@ -1119,7 +1141,9 @@ class _Builder:
                 return None
             self.clusters[base] = ir.Cluster(base, protocol=protocol, tls=tls)
             self.endpoints[base] = ir.ClusterEndpoints(
-                base, self._endpoints(namespace, name, service_port)
+                base,
+                self._endpoints(namespace, name, service_port),
+                sources=(ir.endpoint_source(namespace, name, service_port),),
             )
         cluster_ip = str((service.get("spec") or {}).get("clusterIP") or "")
         service_endpoints = (
@@ -1154,42 +1178,44 @@ class _Builder:
                 idle_timeout_seconds=settings.idle_timeout_seconds,
                 max_connection_duration_seconds=settings.max_connection_duration_seconds,
             )
-            endpoints = self.endpoints[base].endpoints
+            from_base = self.endpoints[base]
             if settings.routing_to_service and service_endpoints is not None:
-                endpoints = service_endpoints
-            self.endpoints[cluster] = ir.ClusterEndpoints(cluster, endpoints)
+                self.endpoints[cluster] = ir.ClusterEndpoints(cluster, service_endpoints)
+            else:
+                self.endpoints[cluster] = replace(from_base, cluster=cluster)
         return cluster
 
     def _endpoints(
         self, namespace: str, service: str, service_port: Mapping[str, Any]
     ) -> tuple[ir.Endpoint, ...]:
-        port_name = str(service_port.get("name") or "")
-        protocol = str(service_port.get("protocol") or "TCP")
-        found: dict[tuple[str, int], ir.Endpoint] = {}
-        for slice_ in self.index.slices.get((namespace, service), []):
-            if slice_.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
+        return self._endpoints_of(ir.endpoint_source(namespace, service, service_port))
+
+    def _endpoints_of(self, source: ir.EndpointSource) -> tuple[ir.Endpoint, ...]:
+        """The ready or serving endpoints of a Service port, from its EndpointSlices (kept per
+        source in the memo until one of the Service's slices changes)."""
+        cache = self.memo.endpoints if self.memo is not None else self._endpoint_cache
+        found = cache.get(source)
+        if found is None:
+            found = cache[source] = _slice_endpoints(self.index.slices, source)
+        return found
+
+    def _refresh_endpoints(self) -> None:
+        """Endpoints reused from the memo as they were when their routes were built: those of
+        EndpointSlice sources are taken from the current slices."""
+        for name, held in self.endpoints.items():
+            if not held.sources:
                 continue
-            number = next(
-                (
-                    p.get("port")
-                    for p in slice_.get("ports") or []
-                    if str(p.get("name") or "") == port_name
-                    and str(p.get("protocol") or "TCP") == protocol
-                ),
-                None,
-            )
-            if not isinstance(number, int):
-                continue
-            for endpoint in slice_.get("endpoints") or []:
-                conditions = endpoint.get("conditions") or {}
-                ready = conditions.get("ready") is not False
-                serving = conditions.get("serving", ready) is not False
-                terminating = conditions.get("terminating") is True
-                if not serving:
-                    continue
-                for address in endpoint.get("addresses") or []:
-                    found[(address, number)] = ir.Endpoint(address, number, draining=terminating)
-        return tuple(found[k] for k in sorted(found))
+            if held.localities:
+                localities = tuple(
+                    replace(locality, endpoints=self._endpoints_of(source))
+                    for locality, source in zip(held.localities, held.sources, strict=True)
+                )
+                if localities != held.localities:
+                    self.endpoints[name] = replace(held, localities=localities)
+            else:
+                endpoints = self._endpoints_of(held.sources[0])
+                if endpoints != held.endpoints:
+                    self.endpoints[name] = replace(held, endpoints=endpoints)
 
     def _backend_tls(
         self, namespace: str, service: str, service_port: Mapping[str, Any]
@@ -1476,6 +1502,41 @@ class _VhostsEntry:
     by_host: dict[str, ir.VirtualHost]  # one-listener groups: the virtual host of each hostname
 
 
+def _slice_endpoints(
+    slices: Mapping[tuple[str, str], list[Mapping[str, Any]]], source: ir.EndpointSource
+) -> tuple[ir.Endpoint, ...]:
+    namespace, service, port_name, protocol = source
+    found: dict[tuple[str, int], ir.Endpoint] = {}
+    for slice_ in slices.get((namespace, service), []):
+        if slice_.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
+            continue
+        number = next(
+            (
+                p.get("port")
+                for p in slice_.get("ports") or []
+                if str(p.get("name") or "") == port_name
+                and str(p.get("protocol") or "TCP") == protocol
+            ),
+            None,
+        )
+        if not isinstance(number, int):
+            continue
+        for endpoint in slice_.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            ready = conditions.get("ready") is not False
+            serving = conditions.get("serving", ready) is not False
+            terminating = conditions.get("terminating") is True
+            if not serving:
+                continue
+            for address in endpoint.get("addresses") or []:
+                found[(address, number)] = ir.Endpoint(address, number, draining=terminating)
+    return tuple(found[k] for k in sorted(found))
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
 def _host_lists(
     host: str, live: Mapping[str, list[att.RoutingEntry]], wildcards: Sequence[str]
 ) -> tuple[list[att.RoutingEntry], ...]:
@@ -1517,6 +1578,8 @@ class BuildMemo:
         self.vhosts: dict[Any, _VhostsEntry] = {}  # per listener group (see _memo_virtual_hosts)
         self.hostnames: dict[Any, tuple[set[str], list[str]]] = {}  # per group, sorted
         self.index: _Index | None = None  # the last build's, patched by route changes
+        # the endpoints of each EndpointSlice source, until one of its Service's slices changes
+        self.endpoints: dict[ir.EndpointSource, tuple[ir.Endpoint, ...]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -1524,6 +1587,7 @@ class BuildMemo:
         self.vhosts.clear()
         self.hostnames.clear()
         self.index = None
+        self.endpoints.clear()
 
 
 def _route_clusters(route: ir.Route) -> set[str]:
@@ -1545,8 +1609,9 @@ def build(
 ) -> BuildResult:
     """The IR for every Gateway in ``result`` (the engine run for our controller names).
     ``memo``: reuse the IR routes of unchanged routes (see :class:`BuildMemo`).
-    ``changed_routes``: with a memo, the routes (kind, namespace, name) changed since its last
-    build when nothing else did (None: deleted); ``objects`` is then unused."""
+    ``changed_routes``: with a memo, the routes and EndpointSlices (kind, namespace, name)
+    changed since its last build when nothing else did (None: deleted); ``objects`` is then
+    unused."""
     if memo is not None and memo.index is not None and changed_routes is not None:
         index = memo.index
         for key, obj in changed_routes.items():
@@ -1555,8 +1620,14 @@ def build(
                     index.routes.pop(key, None)
                 else:
                     index.routes[key] = obj
+            elif key[0] == "EndpointSlice":
+                for service in index.replace_slice(key[1], key[2], obj):
+                    for source in [s for s in memo.endpoints if s[:2] == service]:
+                        del memo.endpoints[source]
     else:
         index = _Index(objects)
+        if memo is not None:
+            memo.endpoints.clear()
     builder = _Builder(index, result, options, memo)
     out = builder.build()
     if memo is not None:
@@ -1589,4 +1660,7 @@ def compute_and_build(
 def _obj_keys(
     changed: Mapping[tuple[str, str, str], KubeObject | None] | None,
 ) -> dict[att.ObjKey, KubeObject | None] | None:
-    return None if changed is None else {att.ObjKey(*key): obj for key, obj in changed.items()}
+    """The changed routes, for the engine (which reads no EndpointSlice)."""
+    if changed is None:
+        return None
+    return {att.ObjKey(*key): obj for key, obj in changed.items() if key[0] in att.ROUTE_KINDS}

@@ -83,31 +83,39 @@ class Pipeline:
         kinds = frozenset(changed)
         for memo in (self.route_memo, self.build_memo):
             memo.hits = memo.misses = 0  # counts of this pass
-        if not kinds <= ROUTE_ONLY_KINDS:
+        # What the builder can patch in: routes, and EndpointSlices when it is told which.
+        patchable = ROUTE_ONLY_KINDS | (
+            ENDPOINT_ONLY_KINDS if changed_objects is not None else set()
+        )
+        if not kinds <= patchable:
             self.build_memo.invalidate()
+        patches = (
+            None
+            if changed_objects is None
+            else {k: v for k, v in changed_objects.items() if k[0] in patchable}
+        )
         if self._last is not None and kinds and kinds <= ENDPOINT_ONLY_KINDS:
-            built = gatewayapi_to_ir.build(objects, self._last, self.options)
+            built = gatewayapi_to_ir.build(
+                objects, self._last, self.options, self.build_memo, patches
+            )
             return Pass(self._last, built, True, frozenset())
         if not kinds <= ROUTE_ONLY_KINDS | ENDPOINT_ONLY_KINDS:
             self.route_memo.invalidate()
-        routes = (
-            None
-            if changed_objects is None
-            else {k: v for k, v in changed_objects.items() if k[0] in ROUTE_ONLY_KINDS}
-        )
-        fast = routes is not None and self.route_memo.world is not None
+        fast = patches is not None and self.route_memo.world is not None
         result, built = gatewayapi_to_ir.compute_and_build(
             objects,
             self.controller_names,
             self.options,
             route_memo=self.route_memo,
             build_memo=self.build_memo,
-            changed_routes=routes,
+            changed_routes=patches,
         )
         self._last = result
         recomputed = None
-        if fast and routes is not None:
-            recomputed = frozenset(attachment.ObjKey(*key) for key in routes)
+        if fast and patches is not None:
+            recomputed = frozenset(
+                attachment.ObjKey(*key) for key in patches if key[0] in ROUTE_ONLY_KINDS
+            )
         return Pass(result, built, False, recomputed)
 
     def verdict(self, key: attachment.ObjKey) -> attachment.RouteResult | None:

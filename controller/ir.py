@@ -30,9 +30,10 @@ precedence, decided by the builder); every other collection is kept sorted by na
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 PathKind = Literal["Exact", "PathPrefix", "RegularExpression"]
 MatchKind = Literal["Exact", "RegularExpression"]
@@ -576,14 +577,33 @@ class Locality:
     endpoints: tuple[Endpoint, ...]
 
 
+EndpointSource = tuple[str, str, str, str]
+"""The EndpointSlices endpoints come from: (namespace, Service name, port name, protocol)."""
+
+
+def endpoint_source(
+    namespace: str, service: str, service_port: Mapping[str, Any]
+) -> EndpointSource:
+    """The source of a Service port's endpoints (``service_port``: its ``spec.ports`` item)."""
+    return (
+        namespace,
+        service,
+        str(service_port.get("name") or ""),
+        str(service_port.get("protocol") or "TCP"),
+    )
+
+
 @dataclass(frozen=True)
 class ClusterEndpoints:
     """``localities``: when set, the endpoints grouped by weighted locality (``endpoints`` is
-    then empty)."""
+    then empty). ``sources``: where the endpoints (or each locality's) come from, so that an
+    EndpointSlice change can refresh them without building the rest again; empty for
+    endpoints that come from elsewhere (a Backend's addresses, a Service's cluster IP)."""
 
     cluster: str
     endpoints: tuple[Endpoint, ...]
     localities: tuple[Locality, ...] = ()
+    sources: tuple[EndpointSource, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class L4Context:
     programmed: dict[att.ListenerKey, tuple[bool, str, str]]
     notes: list[str] = field(default_factory=list)
     _found: dict[str, tuple[ir.Endpoint, ...]] = field(default_factory=dict)
+    _sources: dict[str, ir.EndpointSource] = field(default_factory=dict)
 
     # -------------------------------------------------------------- TLS and TCP
 
@@ -274,6 +275,7 @@ class L4Context:
             name,
             (),
             tuple(ir.Locality(b.weight, self._found[c]) for c, b in good),
+            sources=tuple(self._sources[c] for c, _ in good),
         )
         return name
 
@@ -310,9 +312,12 @@ class L4Context:
         cluster = ir.l4_cluster_name(namespace, name, port, kind)
         if cluster not in self._found:
             self._found[cluster] = self.endpoints_of(namespace, name, service_port)
+            self._sources[cluster] = ir.endpoint_source(namespace, name, service_port)
         if register and cluster not in self.clusters:
             self.clusters[cluster] = ir.Cluster(cluster, protocol="udp" if kind == "udp" else "tcp")
-            self.endpoints[cluster] = ir.ClusterEndpoints(cluster, self._found[cluster])
+            self.endpoints[cluster] = ir.ClusterEndpoints(
+                cluster, self._found[cluster], sources=(self._sources[cluster],)
+            )
         return cluster
 
     # -------------------------------------------------------------- status
