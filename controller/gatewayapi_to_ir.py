@@ -590,7 +590,7 @@ class _Builder:
         )
         return vhosts
 
-    def _add_outputs(self, found: _Outputs | _MemoEntry) -> None:
+    def _add_outputs(self, found: _Outputs) -> None:
         """What building memoised routes added to the build, added again."""
         for name, cluster in found.clusters.items():
             self.clusters.setdefault(name, cluster)
@@ -775,13 +775,13 @@ class _Builder:
             if dict.__contains__(self.secrets, n)
         }
         self._memo_kept[key] = _MemoEntry(
-            verdict,
-            routes,
-            clusters,
-            {n: self.endpoints[n] for n in clusters if n in self.endpoints},
-            secrets,
-            tuple(self.out.notes[notes:]),
-            found_problems,
+            clusters=clusters,
+            endpoints={n: self.endpoints[n] for n in clusters if n in self.endpoints},
+            secrets=secrets,
+            notes=tuple(self.out.notes[notes:]),
+            policy_problems=found_problems,
+            verdict=verdict,
+            routes=routes,
         )
         return routes
 
@@ -1405,9 +1405,10 @@ class _Recording(dict[str, _V]):
 
 
 @dataclass(frozen=True)
-class _MemoEntry:
-    verdict: att.RouteResult | None
-    routes: list[ir.Route]
+class _Outputs:
+    """What building routes added to the build besides them (clusters, endpoints, secrets,
+    notes, policy problems): of one routing entry, one virtual host or a listener group."""
+
     clusters: dict[str, ir.Cluster]
     endpoints: dict[str, ir.ClusterEndpoints]
     secrets: dict[str, ir.Secret]
@@ -1416,14 +1417,11 @@ class _MemoEntry:
 
 
 @dataclass(frozen=True)
-class _Outputs:
-    """What building a listener group's virtual hosts added to the build besides them."""
+class _MemoEntry(_Outputs):
+    """A routing entry's IR routes, built from ``verdict``, and what building them added."""
 
-    clusters: dict[str, ir.Cluster]
-    endpoints: dict[str, ir.ClusterEndpoints]
-    secrets: dict[str, ir.Secret]
-    notes: tuple[str, ...]
-    policy_problems: tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]
+    verdict: att.RouteResult | None
+    routes: list[ir.Route]
 
 
 @dataclass(frozen=True)

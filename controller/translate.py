@@ -692,17 +692,7 @@ def _vhost_field(vhost: route_components_pb2.VirtualHost) -> bytes:
     """One ``virtual_hosts`` entry of a serialised RouteConfiguration (fields may come in any
     order on the wire, and repeated ones add up)."""
     payload: bytes = vhost.SerializeToString(deterministic=True)
-    size = len(payload)
-    length = bytearray()
-    while True:  # base-128 varint
-        byte = size & 0x7F
-        size >>= 7
-        if size:
-            length.append(byte | 0x80)
-        else:
-            length.append(byte)
-            break
-    return _VHOST_FIELD_TAG + bytes(length) + payload
+    return _VHOST_FIELD_TAG + _varint(len(payload)) + payload
 
 
 def _virtual_host(vhost: ir.VirtualHost) -> route_components_pb2.VirtualHost:
