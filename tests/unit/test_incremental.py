@@ -206,9 +206,43 @@ def route_specs(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+@st.composite
+def grpc_route_specs(draw: st.DrawFn) -> dict[str, Any]:
+    """GRPCRoutes share hostnames with the HTTPRoutes: their entries come first in a virtual
+    host, and a change of one kind must keep the other kind's entries of that hostname."""
+    hosts = draw(
+        st.lists(st.sampled_from(["x.example.test", "*.example.test", "y.other.test"]), max_size=2)
+    )
+    method: dict[str, Any] = {"service": draw(st.sampled_from(["pkg.Echo", "pkg.Other"]))}
+    name = draw(st.sampled_from(["", "Get"]))
+    if name:
+        method["method"] = name
+    parent: dict[str, Any] = {"name": "gw", "namespace": "a"}
+    section = draw(st.sampled_from([None, "http", "wild"]))
+    if section:
+        parent["sectionName"] = section
+    return {
+        "apiVersion": GW,
+        "kind": "GRPCRoute",
+        "metadata": {"name": draw(st.sampled_from(ROUTE_NAMES[:3])), "namespace": "a"},
+        "spec": {
+            "parentRefs": [parent],
+            "hostnames": hosts,
+            "rules": [
+                {
+                    "matches": [{"method": method}],
+                    "backendRefs": [{"name": draw(st.sampled_from(SERVICES)), "port": 80}],
+                }
+            ],
+        },
+    }
+
+
 changes = st.one_of(
     st.tuples(st.just("route"), route_specs()),
+    st.tuples(st.just("route"), grpc_route_specs()),
     st.tuples(st.just("delete"), st.sampled_from(["a", "b"]), st.sampled_from(ROUTE_NAMES)),
+    st.tuples(st.just("delete-grpc"), st.just("a"), st.sampled_from(ROUTE_NAMES[:3])),
     st.tuples(st.just("status"), st.sampled_from(["a", "b"]), st.sampled_from(ROUTE_NAMES)),
     st.tuples(
         st.just("service"),
@@ -228,8 +262,9 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
     what = change[0]
     if what == "route":
         return {world.add(copy.deepcopy(change[1]))}
-    if what == "delete":
-        gone = world.delete("HTTPRoute", change[1], change[2])
+    if what in ("delete", "delete-grpc"):
+        kind = "GRPCRoute" if what == "delete-grpc" else "HTTPRoute"
+        gone = world.delete(kind, change[1], change[2])
         return {gone} if gone else set()
     if what == "status":
         world.touch_status("HTTPRoute", change[1], change[2])
