@@ -332,6 +332,7 @@ class Controller:
                     for kind in POLICY_STATUS_KINDS
                     for obj in changes.by_kind.get(kind, {}).values()
                 ],
+                backends=list(changes.by_kind.get("Backend", {}).values()),
             )
             current = {
                 (u.kind, u.namespace, u.name): (changes.get(u.kind, u.namespace, u.name) or {}).get(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import attachment as att
+from controller import egpolicy as eg
 from controller import policy_status
 from controller.gatewayapi_to_ir import BuildResult
 from controller.policy_status import POLICY_STATUS_KINDS
@@ -45,6 +46,7 @@ STATUS_KINDS = (
     "TCPRoute",
     "UDPRoute",
     *POLICY_STATUS_KINDS,
+    "Backend",
 )
 """The kinds whose ``status`` :func:`desired` computes (the installer's RBAC grants exactly
 these ``status`` subresources)."""
@@ -120,11 +122,13 @@ def desired(
     routes: Sequence[att.RouteResult] | None = None,
     lookup: Callable[[str, str, str], KubeObject | None] | None = None,
     policies: Sequence[KubeObject] | None = None,
+    backends: Sequence[KubeObject] | None = None,
 ) -> list[StatusUpdate]:
     """The status every object we own should have (see the module docstring). ``routes``: the
     routes whose status to compute (default: all; the controller passes those that changed).
-    ``lookup`` (kind, namespace, name) and ``policies`` (the objects of the policy kinds): what
-    ``objects`` would give, from a cache that has them at hand."""
+    ``lookup`` (kind, namespace, name), ``policies`` (the objects of the policy kinds) and
+    ``backends`` (the Envoy Gateway Backends): what ``objects`` would give, from a cache that
+    has them at hand."""
     if lookup is None:
         index = _index(objects)
 
@@ -133,6 +137,8 @@ def desired(
 
     if policies is None:
         policies = [o for o in objects if o.get("kind") in POLICY_STATUS_KINDS]
+    if backends is None:
+        backends = [o for o in objects if o.get("kind") == "Backend"]
     updates: list[StatusUpdate] = []
 
     def update(kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -259,6 +265,18 @@ def desired(
         status["parents"] = [*theirs, *ours]
         update(route.kind, route.key.namespace, route.key.name, status)
 
+    if backends:
+        for (namespace, name), problem in _backend_verdicts(result, lookup).items():
+            generation, old = current("Backend", namespace, name)
+            status = dict(old)
+            condition = (
+                att.Condition("Accepted", "True", "Accepted", "The Backend was accepted")
+                if problem is None
+                else att.Condition("Accepted", "False", "Invalid", problem)
+            )
+            status["conditions"] = _conditions([condition], old.get("conditions"), generation, now)
+            update("Backend", namespace, name, status)
+
     if not policies:
         return updates
     verdicts = {
@@ -293,6 +311,25 @@ def desired(
         status["ancestors"] = [*theirs, *ours[: max(0, MAX_ANCESTORS - len(theirs))]]
         update(*key, status)
     return updates
+
+
+def _backend_verdicts(
+    result: att.AttachmentResult, lookup: Callable[[str, str, str], KubeObject | None]
+) -> dict[tuple[str, str], str | None]:
+    """The Envoy Gateway Backends our routes refer to (Envoy Gateway writes the status of the
+    Backends its routes use), each with why it cannot be served (None: it is accepted)."""
+    found: dict[tuple[str, str], str | None] = {}
+    for route in result.routes:
+        for backend in route.backends:
+            ref = backend.ref
+            if (ref["group"], ref["kind"]) != att.BACKEND_KIND:
+                continue
+            key = (str(ref["namespace"]), str(ref["name"]))
+            obj = lookup("Backend", key[0], key[1])
+            if key in found or obj is None:
+                continue  # a missing one is the route's BackendNotFound, not a Backend status
+            found[key] = eg.backend_endpoints(obj, None)[2]
+    return found
 
 
 def _comparable(value: Any) -> Any:

@@ -943,3 +943,46 @@ def test_eg_backend_fqdn(stage: Stage) -> None:
         assert stage.running.request("/other", host=host).backend == "b"
     finally:
         echo.stop()
+
+
+def test_eg_backend_status(stage: Stage) -> None:
+    """Backends our routes use get Envoy Gateway's ``Accepted`` condition, written to the real
+    API server: True for a Backend that is served, False/Invalid (with why) for one that is
+    not (a unix socket endpoint); the route still serves its other rule."""
+    echo = EchoBackend.start("backend-status", "127.0.0.1")
+    try:
+        good = _eg_backend(stage, "status-good", echo.address, echo.port)
+        unix = {
+            "apiVersion": EG,
+            "kind": "Backend",
+            "metadata": {"name": "status-unix", "namespace": stage.namespace},
+            "spec": {"endpoints": [{"unix": {"path": "/var/run/backend.sock"}}]},
+        }
+        stage.running.apply(good, unix)
+        kind = {"group": "gateway.envoyproxy.io", "kind": "Backend"}
+        host = stage.route(
+            "backend-status",
+            [
+                {"matches": _prefix("/unix"), "backendRefs": [{**kind, "name": "status-unix"}]},
+                {"matches": _prefix("/"), "backendRefs": [{**kind, "name": "status-good"}]},
+            ],
+        )
+        assert stage.running.wait_status("/", host).backend == "backend-status"
+        stage.running.wait_status("/unix/x", host, 500)
+
+        def accepted(obj: dict[str, Any]) -> dict[str, Any] | None:
+            conditions = (stage.running.get(obj).get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c.get("type") == "Accepted"), None)
+
+        ok = wait_for(lambda: accepted(good), 20, "the good Backend's status")
+        assert (ok["status"], ok["reason"], ok["message"]) == (
+            "True",
+            "Accepted",
+            "The Backend was accepted",
+        )
+        bad = wait_for(lambda: accepted(unix), 20, "the unix Backend's status")
+        assert (bad["status"], bad["reason"]) == ("False", "Invalid")
+        assert "only ip and fqdn" in bad["message"]
+        facts.record(f"controller features: Backend status written ({bad['message']})")
+    finally:
+        echo.stop()

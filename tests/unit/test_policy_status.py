@@ -379,3 +379,66 @@ def test_policies_never_ours_get_no_update_and_stale_entries_are_removed() -> No
     desired = _desired(_world(stale, never))
     assert "never" not in desired
     assert desired["stale"]["ancestors"] == []
+
+
+def _backend(name: str, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": EG_API,
+        "kind": "Backend",
+        "metadata": {"name": name, "namespace": "app", "generation": 2},
+        "spec": {"endpoints": endpoints},
+    }
+
+
+def _route_to_backends(name: str, parent: str, backends: list[str]) -> dict[str, Any]:
+    route = _route(name, [{"name": parent}])
+    route["spec"]["rules"] = [
+        {
+            "backendRefs": [
+                {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": b, "port": 8080}
+                for b in backends
+            ]
+        }
+    ]
+    return route
+
+
+def test_backends_our_routes_use_get_envoy_gateways_accepted_condition() -> None:
+    """Accepted/Accepted "The Backend was accepted", or Accepted=False/Invalid with why it
+    cannot be served; Backends only other controllers' routes use are left to them."""
+    objects = _world(
+        _backend("good", [{"ip": {"address": "10.0.0.1", "port": 8080}}]),
+        _backend(
+            "mixed",
+            [{"ip": {"address": "10.0.0.2"}}, {"fqdn": {"hostname": "a.example.test"}}],
+        ),
+        _backend("theirs", [{"ip": {"address": "10.0.0.3"}}]),
+        _route_to_backends("uses", "gw", ["good", "mixed", "missing"]),
+        _route_to_backends("their-route", "other-gw", ["theirs"]),
+    )
+    result, built = gatewayapi_to_ir.compute_and_build(
+        objects,  # type: ignore[arg-type]
+        frozenset({OURS}),
+        gatewayapi_to_ir.BuildOptions(),
+    )
+    updates = status_mod.desired(
+        objects,  # type: ignore[arg-type]
+        result,
+        built,
+        status_mod.Programming(True, ("127.0.0.1",)),
+        OURS,
+        NOW,
+    )
+    backends = {u.name: u.status for u in updates if u.kind == "Backend"}
+    assert set(backends) == {"good", "mixed"}
+    (good,) = backends["good"]["conditions"]
+    assert (good["type"], good["status"], good["reason"], good["message"]) == (
+        "Accepted",
+        "True",
+        "Accepted",
+        "The Backend was accepted",
+    )
+    assert good["observedGeneration"] == 2
+    (mixed,) = backends["mixed"]["conditions"]
+    assert (mixed["status"], mixed["reason"]) == ("False", "Invalid")
+    assert "mixing ip and fqdn" in mixed["message"]
