@@ -381,6 +381,35 @@ def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+class ReadRecording(dict[tuple[str, str], Mapping[str, Any]]):
+    """A dict of objects by (namespace, name) that remembers every key asked for, present or
+    not: a Secret or ConfigMap nothing asked for cannot have changed a result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[tuple[str, str]] = set()
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, tuple):
+            self.read.add(key)
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: tuple[str, str]) -> Mapping[str, Any]:
+        self.read.add(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        self.read.add(key)
+        return dict.get(self, key, default)
+
+    def put(self, key: tuple[str, str], obj: Mapping[str, Any] | None) -> None:
+        """Set (None: remove) without counting as a read."""
+        if obj is None:
+            dict.pop(self, key, None)
+        else:
+            dict.__setitem__(self, key, obj)
+
+
 class _World:
     """The inputs indexed by what the steps look up."""
 
@@ -393,7 +422,7 @@ class _World:
         self.grants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.backends: dict[tuple[str, str], Mapping[str, Any]] = {}  # Envoy Gateway Backends
-        self.secrets: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.secrets = ReadRecording()
         self.ns_labels: dict[str, dict[str, str]] = {}
         self.ns_known: set[str] = set()
         for obj in objects:
@@ -416,7 +445,7 @@ class _World:
         elif (group, kind) == BACKEND_KIND:
             self.backends[(ns, name)] = obj
         elif group == "" and kind == "Secret":
-            self.secrets[(ns, name)] = obj
+            self.secrets.put((ns, name), obj)
         elif group == GATEWAY_GROUP and kind == "GatewayClass":
             self.classes[name] = obj
         elif group == GATEWAY_GROUP and kind == "Gateway":

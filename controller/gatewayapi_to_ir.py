@@ -72,8 +72,8 @@ class _Index:
     def __init__(self, objects: Iterable[KubeObject]) -> None:
         self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.slices: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
-        self.secrets: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self.config_maps: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.secrets = att.ReadRecording()
+        self.config_maps = att.ReadRecording()
         self.routes: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         self.tls_policies: list[Mapping[str, Any]] = []
         self.grants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -90,9 +90,9 @@ class _Index:
                 if service:
                     self.slices[(key[0], service)].append(obj)
             elif kind == "Secret":
-                self.secrets[key] = obj
+                self.secrets.put(key, obj)
             elif kind == "ConfigMap":
-                self.config_maps[key] = obj
+                self.config_maps.put(key, obj)
             elif kind in ("HTTPRoute", "GRPCRoute"):
                 self.routes[(kind, *key)] = obj
             elif kind == "BackendTLSPolicy":

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from controller import attachment, gatewayapi_to_ir, ir, translate
 from kubectl_gw.model import KubeObject
 
 ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads
+REFERENCED_KINDS = frozenset({"Secret", "ConfigMap"})
+"""Kinds watched cluster-wide of which only the objects something refers to matter."""
 ROUTE_ONLY_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 """Changes that leave every other route's verdict and IR as they were."""
 
@@ -42,6 +45,17 @@ class Pass:
     after the previous pass); None when not known (a full pass)."""
 
 
+def _tls_policy_config_maps(policies: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for policy in policies:
+        namespace = str((policy.get("metadata") or {}).get("namespace", ""))
+        validation = (policy.get("spec") or {}).get("validation") or {}
+        for ref in validation.get("caCertificateRefs") or []:
+            if isinstance(ref, Mapping):
+                found.add((namespace, str(ref.get("name", ""))))
+    return found
+
+
 class Pipeline:
     def __init__(
         self, controller_names: frozenset[str], options: gatewayapi_to_ir.BuildOptions
@@ -52,6 +66,7 @@ class Pipeline:
         self.build_memo = gatewayapi_to_ir.BuildMemo()
         self.translate_memo = translate.TranslateMemo()
         self._last: attachment.AttachmentResult | None = None
+        self._last_pass: Pass | None = None
 
     def compute(
         self,
@@ -64,7 +79,11 @@ class Pipeline:
         (kind, namespace, name) that changed since, as it is now (None: deleted), when known;
         with it a change of routes only costs what those routes and their listeners cost."""
         try:
-            return self._compute(objects, changed, changed_objects)
+            unread = self._unread_change(changed, changed_objects)
+            if unread is not None:
+                return unread
+            self._last_pass = self._compute(objects, changed, changed_objects)
+            return self._last_pass
         except BaseException:
             self.invalidate()  # a pass cut short may have left a memo half updated
             raise
@@ -73,6 +92,43 @@ class Pipeline:
         self.route_memo.invalidate()
         self.build_memo.invalidate()
         self._last = None
+        self._last_pass = None
+
+    def _unread_change(
+        self,
+        changed: Collection[str],
+        changed_objects: Mapping[tuple[str, str, str], KubeObject | None] | None,
+    ) -> Pass | None:
+        """The previous pass again, when only Secrets and ConfigMaps changed and none of them
+        was ever looked up (as a certificate, CA bundle, password file...) by the engine or
+        the builder since their memos were built (a BackendTLSPolicy's CA ConfigMap counts as
+        looked up: its status reads it). Cluster-wide watches see every Secret and ConfigMap
+        of the cluster; most are nobody's concern here. They are still put into the memos'
+        indexes, for whatever reads them later."""
+        world, index, last = self.route_memo.world, self.build_memo.index, self._last_pass
+        kinds = frozenset(changed)
+        if (
+            changed_objects is None
+            or not kinds
+            or not kinds <= REFERENCED_KINDS
+            or world is None
+            or index is None
+            or last is None
+        ):
+            return None
+        read = {
+            "Secret": world.secrets.read | index.secrets.read,
+            "ConfigMap": index.config_maps.read | _tls_policy_config_maps(index.tls_policies),
+        }
+        if any(key[1:] in read[key[0]] for key in changed_objects):
+            return None
+        for (kind, namespace, name), obj in changed_objects.items():
+            if kind == "Secret":
+                world.secrets.put((namespace, name), obj)
+                index.secrets.put((namespace, name), obj)
+            else:
+                index.config_maps.put((namespace, name), obj)
+        return Pass(last.result, last.built, True, frozenset())
 
     def _compute(
         self,

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller import attachment, gatewayapi_to_ir, incremental, translate
+from tests.realparts import certs
 
 CONTROLLER = "kubectl-gw.dev/test"
 GW = "gateway.networking.k8s.io/v1"
@@ -26,6 +27,7 @@ EG = "gateway.envoyproxy.io/v1alpha1"
 OPTIONS = gatewayapi_to_ir.BuildOptions("127.0.0.1", 10000)
 ROUTE_NAMES = [f"r{i}" for i in range(6)]
 SERVICES = ["svc0", "svc1", "svc2", "missing"]
+TLS_SECRET = certs.tls_secret("a", "cert", ["*.example.test", "x.example.test"])
 
 
 class World:
@@ -66,6 +68,12 @@ class World:
                             "protocol": "HTTP",
                             "hostname": "*.example.test",
                         },
+                        {
+                            "name": "secure",
+                            "port": 443,
+                            "protocol": "HTTPS",
+                            "tls": {"certificateRefs": [{"name": "cert"}]},
+                        },
                     ],
                 },
             }
@@ -73,6 +81,19 @@ class World:
         for index, name in enumerate(SERVICES[:3]):
             self.service(name, 80, "")
             self.endpoints(name, [f"198.18.0.{10 + index}"])
+        self.secret("cert", "valid")
+        self.secret("other", "valid")
+
+    def secret(self, name: str, variant: str) -> str | None:
+        """The HTTPS listener's certificate ("cert") or a Secret nothing refers to ("other"):
+        valid, not PEM, or deleted."""
+        if variant == "delete":
+            return self.delete("Secret", "a", name)
+        secret = copy.deepcopy(TLS_SECRET)
+        secret["metadata"] = {"name": name, "namespace": "a"}
+        if variant == "garbage":
+            secret["data"] = {"tls.crt": "bm90IHBlbQ==", "tls.key": "bm90IHBlbQ=="}
+        return self.add(secret)
 
     # -------------------------------------------------------------- bookkeeping
 
@@ -252,6 +273,11 @@ changes = st.one_of(
     ),
     st.tuples(st.just("endpoints"), st.sampled_from(SERVICES[:3]), st.integers(1, 3)),
     st.tuples(st.just("grant"), st.booleans()),
+    st.tuples(
+        st.just("secret"),
+        st.sampled_from(["cert", "other"]),
+        st.sampled_from(["valid", "garbage", "delete"]),
+    ),
     st.tuples(st.just("policy"), st.sampled_from(ROUTE_NAMES), st.sampled_from(["2s", "5s", ""])),
     st.tuples(st.just("security"), st.sampled_from(ROUTE_NAMES), st.sampled_from([*SERVICES, ""])),
 )
@@ -271,6 +297,9 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
         return set()  # status-only events are not changes (provider)
     if what == "service":
         return {world.service(change[1], change[2], change[3])}
+    if what == "secret":
+        gone_or_kind = world.secret(change[1], change[2])
+        return {gone_or_kind} if gone_or_kind else set()
     if what == "endpoints":
         return {world.endpoints(change[1], [f"198.18.1.{i}" for i in range(change[2])])}
     if what == "grant":
