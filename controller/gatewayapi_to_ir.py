@@ -505,6 +505,9 @@ class _Builder:
             self._add_outputs(found.outputs.outputs())
             self.out.notes.extend(found.notes)
             self._vhosts_kept[key] = found
+            order_key = tuple(lis.key for lis in group)
+            if order_key in self.memo.hostnames:  # for the group's next change
+                self._hostnames_kept[order_key] = self.memo.hostnames[order_key]
             return found.vhosts
         if found is not None and len(group) == 1:
             vhosts = self._changed_hostnames(key, group[0], found)
