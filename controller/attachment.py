@@ -420,7 +420,7 @@ class _World:
         self.routes: dict[ObjKey, Mapping[str, Any]] = {}
         self.route_groups: dict[ObjKey, str] = {}
         self.grants: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.services = ReadRecording()
         self.backends: dict[tuple[str, str], Mapping[str, Any]] = {}  # Envoy Gateway Backends
         self.secrets = ReadRecording()
         self.ns_labels: dict[str, dict[str, str]] = {}
@@ -441,7 +441,7 @@ class _World:
             self.ns_labels[name] = dict(labels) if isinstance(labels, Mapping) else {}
             self.ns_known.add(name)
         elif group == "" and kind == "Service":
-            self.services[(ns, name)] = obj
+            self.services.put((ns, name), obj)
         elif (group, kind) == BACKEND_KIND:
             self.backends[(ns, name)] = obj
         elif group == "" and kind == "Secret":

@@ -70,7 +70,7 @@ class BuildResult:
 
 class _Index:
     def __init__(self, objects: Iterable[KubeObject]) -> None:
-        self.services: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.services = att.ReadRecording()
         self.slices: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
         self.secrets = att.ReadRecording()
         self.config_maps = att.ReadRecording()
@@ -84,7 +84,7 @@ class _Index:
             key = (meta.get("namespace", ""), meta.get("name", ""))
             kind = obj.get("kind")
             if kind == "Service":
-                self.services[key] = obj
+                self.services.put(key, obj)
             elif kind == "EndpointSlice":
                 service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
                 if service:

@@ -29,7 +29,7 @@ from controller import attachment, gatewayapi_to_ir, ir, translate
 from kubectl_gw.model import KubeObject
 
 ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads
-REFERENCED_KINDS = frozenset({"Secret", "ConfigMap"})
+REFERENCED_KINDS = frozenset({"Secret", "ConfigMap", "Service"})
 """Kinds watched cluster-wide of which only the objects something refers to matter."""
 ROUTE_ONLY_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 """Changes that leave every other route's verdict and IR as they were."""
@@ -45,15 +45,22 @@ class Pass:
     after the previous pass); None when not known (a full pass)."""
 
 
-def _tls_policy_config_maps(policies: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
+def _tls_policy_refs(
+    policies: Sequence[Mapping[str, Any]],
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The CA ConfigMaps and the Services BackendTLSPolicies name (their status reads them)."""
+    config_maps: set[tuple[str, str]] = set()
+    services: set[tuple[str, str]] = set()
     for policy in policies:
         namespace = str((policy.get("metadata") or {}).get("namespace", ""))
-        validation = (policy.get("spec") or {}).get("validation") or {}
-        for ref in validation.get("caCertificateRefs") or []:
+        spec = policy.get("spec") or {}
+        for ref in (spec.get("validation") or {}).get("caCertificateRefs") or []:
             if isinstance(ref, Mapping):
-                found.add((namespace, str(ref.get("name", ""))))
-    return found
+                config_maps.add((namespace, str(ref.get("name", ""))))
+        for ref in spec.get("targetRefs") or []:
+            if isinstance(ref, Mapping):
+                services.add((namespace, str(ref.get("name", ""))))
+    return config_maps, services
 
 
 class Pipeline:
@@ -116,18 +123,26 @@ class Pipeline:
             or last is None
         ):
             return None
+        config_maps, services = _tls_policy_refs(index.tls_policies)
         read = {
             "Secret": world.secrets.read | index.secrets.read,
-            "ConfigMap": index.config_maps.read | _tls_policy_config_maps(index.tls_policies),
+            "ConfigMap": index.config_maps.read | config_maps,
+            "Service": world.services.read | index.services.read | services,
         }
         if any(key[1:] in read[key[0]] for key in changed_objects):
             return None
+        had_services = bool(world.services)  # "no Services at all" is a note of the engine
+        indexes = {
+            "Secret": (world.secrets, index.secrets),
+            "ConfigMap": (index.config_maps,),
+            "Service": (world.services, index.services),
+        }
         for (kind, namespace, name), obj in changed_objects.items():
-            if kind == "Secret":
-                world.secrets.put((namespace, name), obj)
-                index.secrets.put((namespace, name), obj)
-            else:
-                index.config_maps.put((namespace, name), obj)
+            for held in indexes[kind]:
+                held.put((namespace, name), obj)
+        if bool(world.services) != had_services:
+            self.invalidate()  # a full pass must run: the engine notes when there are none
+            return None
         return Pass(last.result, last.built, True, frozenset())
 
     def _compute(

@@ -273,6 +273,7 @@ changes = st.one_of(
     ),
     st.tuples(st.just("endpoints"), st.sampled_from(SERVICES[:3]), st.integers(1, 3)),
     st.tuples(st.just("grant"), st.booleans()),
+    st.tuples(st.just("lonely"), st.sampled_from([80, 81, 0])),
     st.tuples(
         st.just("secret"),
         st.sampled_from(["cert", "other"]),
@@ -297,6 +298,11 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
         return set()  # status-only events are not changes (provider)
     if what == "service":
         return {world.service(change[1], change[2], change[3])}
+    if what == "lonely":  # a Service no route refers to: added, changed, deleted (port 0)
+        if not change[1]:
+            gone = world.delete("Service", "a", "lonely")
+            return {gone} if gone else set()
+        return {world.service("lonely", change[1], "")}
     if what == "secret":
         gone_or_kind = world.secret(change[1], change[2])
         return {gone_or_kind} if gone_or_kind else set()
