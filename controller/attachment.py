@@ -425,6 +425,7 @@ class _World:
         self.secrets = ReadRecording()
         self.ns_labels: dict[str, dict[str, str]] = {}
         self.ns_known: set[str] = set()
+        self.ns_read: set[str] = set()  # the Namespaces whose labels a step asked for
         for obj in objects:
             self._add(obj)
 
@@ -466,8 +467,16 @@ class _World:
         if obj is not None:
             self._add(obj)
 
+    def set_namespace(self, name: str, obj: Mapping[str, Any] | None) -> None:
+        """Put a changed Namespace in (None: it was deleted)."""
+        self.ns_labels.pop(name, None)
+        self.ns_known.discard(name)
+        if obj is not None:
+            self._add(obj)
+
     def labels(self, namespace: str) -> dict[str, str] | None:
         """The Namespace's labels, or None when the Namespace is not among the inputs."""
+        self.ns_read.add(namespace)
         if namespace in self.ns_labels:
             return {**self.ns_labels[namespace], NAME_LABEL: namespace}
         return None

@@ -29,7 +29,7 @@ from controller import attachment, gatewayapi_to_ir, ir, translate
 from kubectl_gw.model import KubeObject
 
 ENDPOINT_ONLY_KINDS = frozenset({"EndpointSlice"})  # changes the attachment engine never reads
-REFERENCED_KINDS = frozenset({"Secret", "ConfigMap", "Service"})
+REFERENCED_KINDS = frozenset({"Secret", "ConfigMap", "Service", "Namespace"})
 """Kinds watched cluster-wide of which only the objects something refers to matter."""
 ROUTE_ONLY_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute"})
 """Changes that leave every other route's verdict and IR as they were."""
@@ -128,6 +128,7 @@ class Pipeline:
             "Secret": world.secrets.read | index.secrets.read,
             "ConfigMap": index.config_maps.read | config_maps,
             "Service": world.services.read | index.services.read | services,
+            "Namespace": {("", name) for name in world.ns_read},  # (cluster-scoped)
         }
         if any(key[1:] in read[key[0]] for key in changed_objects):
             return None
@@ -138,7 +139,9 @@ class Pipeline:
             "Service": (world.services, index.services),
         }
         for (kind, namespace, name), obj in changed_objects.items():
-            for held in indexes[kind]:
+            if kind == "Namespace":
+                world.set_namespace(name, obj)
+            for held in indexes.get(kind, ()):
                 held.put((namespace, name), obj)
         if bool(world.services) != had_services:
             self.invalidate()  # a full pass must run: the engine notes when there are none

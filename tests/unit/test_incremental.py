@@ -69,6 +69,17 @@ class World:
                             "hostname": "*.example.test",
                         },
                         {
+                            "name": "picky",
+                            "port": 9090,
+                            "protocol": "HTTP",
+                            "allowedRoutes": {
+                                "namespaces": {
+                                    "from": "Selector",
+                                    "selector": {"matchLabels": {"team": "blue"}},
+                                }
+                            },
+                        },
+                        {
                             "name": "secure",
                             "port": 443,
                             "protocol": "HTTPS",
@@ -275,6 +286,9 @@ changes = st.one_of(
     st.tuples(st.just("grant"), st.booleans()),
     st.tuples(st.just("lonely"), st.sampled_from([80, 81, 0])),
     st.tuples(
+        st.just("namespace"), st.sampled_from(["b", "c"]), st.sampled_from(["blue", "red", ""])
+    ),
+    st.tuples(
         st.just("secret"),
         st.sampled_from(["cert", "other"]),
         st.sampled_from(["valid", "garbage", "delete"]),
@@ -298,6 +312,16 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
         return set()  # status-only events are not changes (provider)
     if what == "service":
         return {world.service(change[1], change[2], change[3])}
+    if what == "namespace":  # labels a listener's selector reads ("b"), or a namespace
+        # nothing is in ("c", deleted when unlabelled)
+        name, team = change[1], change[2]
+        if not team and name == "c":
+            gone = world.delete("Namespace", "", "c")
+            return {gone} if gone else set()
+        meta: dict[str, Any] = {"name": name}
+        if team:
+            meta["labels"] = {"team": team}
+        return {world.add({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})}
     if what == "lonely":  # a Service no route refers to: added, changed, deleted (port 0)
         if not change[1]:
             gone = world.delete("Service", "a", "lonely")
@@ -503,3 +527,39 @@ def test_an_untouched_listener_keeps_its_routing_table_virtual_hosts_and_message
     assert http[0].routing is old[0].routing
     # and the port-8080 side did change
     assert "http-8080" in pipeline.translate(second.built.ir).of(translate.ROUTE_TYPE)
+
+
+def test_a_change_nothing_read_is_skipped_and_one_read_is_not() -> None:
+    """Secrets, ConfigMaps, Services and Namespaces are watched cluster-wide: a change of one
+    no step looked up keeps the previous pass (the very same objects), one a step looked up
+    (a Namespace whose labels a listener's selector read, even one missing before) does not,
+    and a skipped object is still seen by the steps that read it later."""
+    world = World()
+    route = simple_route("rb", "http", "x.example.test", "svc0")
+    route["metadata"]["namespace"] = "b"
+    route["spec"]["parentRefs"] = [{"name": "gw", "namespace": "a"}]  # every listener
+    world.add(route)
+    pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
+    first = pipeline.compute(list(world.objects.values()), {"Gateway"})
+    world.take_changed()
+
+    def picky_routes(computed: incremental.Pass) -> int:
+        (lis,) = [
+            lis for g in computed.result.gateways for lis in g.listeners if lis.name == "picky"
+        ]
+        return lis.attached_routes
+
+    assert picky_routes(first) == 0
+    for change in (("lonely", 80), ("secret", "other", "garbage"), ("namespace", "c", "blue")):
+        changed = apply_change(world, change)
+        skipped = pipeline.compute(list(world.objects.values()), changed, world.take_changed())
+        assert skipped.result is first.result and skipped.built is first.built, change
+    # a route in c: its (route-only) pass reads c's labels, put in while c's change was skipped
+    other = copy.deepcopy(route)
+    other["metadata"] = {"name": "rc", "namespace": "c"}
+    changed = {world.add(other)}
+    second = pipeline.compute(list(world.objects.values()), changed, world.take_changed())
+    assert picky_routes(second) == 1
+    changed = apply_change(world, ("namespace", "b", "blue"))  # the selector read b's labels
+    third = pipeline.compute(list(world.objects.values()), changed, world.take_changed())
+    assert third.result is not second.result and picky_routes(third) == 2
