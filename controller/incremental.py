@@ -1,22 +1,23 @@
-"""The controller's incremental pipeline: objects → attachment → IR → xDS, reusing what
-unchanged routes produced last time.
+"""The controller's incremental pipeline: objects → attachment → IR → xDS, costing what a
+change touches rather than what is in place.
 
-A full pass costs time in proportion to every route in place; a route change should cost in
-proportion to that route. Three memos make it so, each keyed by identity so that a hit is
-exactly what a full pass would have computed:
+The provider hands over the changed objects with the cache (``Changes``). By what changed:
 
-- :class:`~controller.attachment.RouteMemo`: a route's verdict reads the route and the rest of
-  the world, never another route; it stays valid while only routes (and EndpointSlices, which
-  the engine never reads) changed;
-- :class:`~controller.gatewayapi_to_ir.BuildMemo`: a routing entry's IR routes (and the
-  clusters, endpoints, secrets and notes building them added), valid while only routes changed;
-- :class:`~controller.translate.TranslateMemo`: virtual host messages made of the very same IR
-  routes; always valid (translation is a pure function of the IR).
+- routes only: the engine (:class:`~controller.attachment.RouteMemo`) evaluates the changed
+  routes again and updates the routing tables of their listeners for them; the builder
+  (:class:`~controller.gatewayapi_to_ir.BuildMemo`) rebuilds the virtual hosts of the
+  hostnames whose live entries changed; the translator
+  (:class:`~controller.translate.TranslateMemo`) makes messages for new virtual hosts only;
+- EndpointSlices only: the previous verdicts stand and the IR is rebuilt through every memo,
+  the endpoints refreshed from the current slices of the Services concerned;
+- Secrets, ConfigMaps, Services or Namespaces nothing looked up: the previous pass stands;
+- anything else: a full pass (the memos are dropped first).
 
-When only EndpointSlices changed the verdicts are reused whole and only the IR is rebuilt.
-Which kinds changed comes from the provider, which already ignores status-only events.
-``tests/unit/test_incremental.py`` checks, change after change, that this path gives the same
-IR, status verdicts and xDS resources as a fresh full pass.
+Every memo is keyed by identity, so that a hit is exactly what a full pass would compute.
+Without the changed objects (only the changed kinds) the memos find unchanged routes by
+identity or by uid and generation. ``tests/unit/test_incremental.py`` checks, change after
+change, that either way gives the same IR, verdicts, notes and xDS resources as a fresh full
+pass.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ class Pipeline:
         changed: Collection[str],
         changed_objects: Mapping[tuple[str, str, str], KubeObject | None] | None,
     ) -> Pass | None:
-        """The previous pass again, when only Secrets and ConfigMaps changed and none of them
-        was ever looked up (as a certificate, CA bundle, password file...) by the engine or
-        the builder since their memos were built (a BackendTLSPolicy's CA ConfigMap counts as
-        looked up: its status reads it). Cluster-wide watches see every Secret and ConfigMap
-        of the cluster; most are nobody's concern here. They are still put into the memos'
-        indexes, for whatever reads them later."""
+        """The previous pass again, when only objects of :data:`REFERENCED_KINDS` changed and
+        none of them was ever looked up by the engine or the builder since their memos were
+        built (as a certificate, a CA bundle, a backend, a Namespace a selector reads...; a
+        BackendTLSPolicy's CA ConfigMaps and target Services count as looked up: its status
+        reads them). They are still put into the memos' indexes, for whatever reads them
+        later."""
         world, index, last = self.route_memo.world, self.build_memo.index, self._last_pass
         kinds = frozenset(changed)
         if (
