@@ -95,16 +95,16 @@ class World:
         self.secret("cert", "valid")
         self.secret("other", "valid")
 
-    def secret(self, name: str, variant: str) -> str | None:
+    def secret(self, name: str, variant: str) -> set[str]:
         """The HTTPS listener's certificate ("cert") or a Secret nothing refers to ("other"):
         valid, not PEM, or deleted."""
         if variant == "delete":
-            return self.delete("Secret", "a", name)
+            return self.remove("Secret", "a", name)
         secret = copy.deepcopy(TLS_SECRET)
         secret["metadata"] = {"name": name, "namespace": "a"}
         if variant == "garbage":
             secret["data"] = {"tls.crt": "bm90IHBlbQ==", "tls.key": "bm90IHBlbQ=="}
-        return self.add(secret)
+        return {self.add(secret)}
 
     # -------------------------------------------------------------- bookkeeping
 
@@ -131,6 +131,11 @@ class World:
             return None
         self.changed[(kind, namespace, name)] = None
         return kind
+
+    def remove(self, kind: str, namespace: str, name: str) -> set[str]:
+        """Delete an object; the kinds the provider would report as changed."""
+        gone = self.delete(kind, namespace, name)
+        return {gone} if gone else set()
 
     def take_changed(self) -> dict[tuple[str, str, str], dict[str, Any] | None]:
         """The objects changed since the last call (the provider's ``Changes.changed``)."""
@@ -181,6 +186,16 @@ class World:
 
 
 @st.composite
+def parent_refs(draw: st.DrawFn) -> dict[str, Any]:
+    """The Gateway, one of its listeners or all of them."""
+    parent: dict[str, Any] = {"name": "gw", "namespace": "a"}
+    section = draw(st.sampled_from([None, "http", "wild"]))
+    if section:
+        parent["sectionName"] = section
+    return parent
+
+
+@st.composite
 def route_specs(draw: st.DrawFn) -> dict[str, Any]:
     namespace = draw(st.sampled_from(["a", "b"]))
     name = draw(st.sampled_from(ROUTE_NAMES))
@@ -226,15 +241,11 @@ def route_specs(draw: st.DrawFn) -> dict[str, Any]:
         ]
     elif extra == "redirect":
         rule["filters"] = [{"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}}]
-    parent: dict[str, Any] = {"name": "gw", "namespace": "a"}
-    section = draw(st.sampled_from([None, "http", "wild"]))
-    if section:
-        parent["sectionName"] = section
     return {
         "apiVersion": GW,
         "kind": "HTTPRoute",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"parentRefs": [parent], "hostnames": hosts, "rules": [rule]},
+        "spec": {"parentRefs": [draw(parent_refs())], "hostnames": hosts, "rules": [rule]},
     }
 
 
@@ -249,16 +260,12 @@ def grpc_route_specs(draw: st.DrawFn) -> dict[str, Any]:
     name = draw(st.sampled_from(["", "Get"]))
     if name:
         method["method"] = name
-    parent: dict[str, Any] = {"name": "gw", "namespace": "a"}
-    section = draw(st.sampled_from([None, "http", "wild"]))
-    if section:
-        parent["sectionName"] = section
     return {
         "apiVersion": GW,
         "kind": "GRPCRoute",
         "metadata": {"name": draw(st.sampled_from(ROUTE_NAMES[:3])), "namespace": "a"},
         "spec": {
-            "parentRefs": [parent],
+            "parentRefs": [draw(parent_refs())],
             "hostnames": hosts,
             "rules": [
                 {
@@ -298,6 +305,25 @@ changes = st.one_of(
 )
 
 
+def eg_policy(
+    world: World, kind: str, name: str, route: str, spec: dict[str, Any] | None
+) -> set[str]:
+    """An Envoy Gateway policy in namespace a targeting HTTPRoute ``route`` (None: deleted)."""
+    if spec is None:
+        return world.remove(kind, "a", name)
+    target = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route}
+    return {
+        world.add(
+            {
+                "apiVersion": EG,
+                "kind": kind,
+                "metadata": {"name": name, "namespace": "a"},
+                "spec": {"targetRefs": [target], **spec},
+            }
+        )
+    }
+
+
 def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
     """Apply one change; the kinds the provider would report as changed."""
     what = change[0]
@@ -305,8 +331,7 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
         return {world.add(copy.deepcopy(change[1]))}
     if what in ("delete", "delete-grpc"):
         kind = "GRPCRoute" if what == "delete-grpc" else "HTTPRoute"
-        gone = world.delete(kind, change[1], change[2])
-        return {gone} if gone else set()
+        return world.remove(kind, change[1], change[2])
     if what == "status":
         world.touch_status("HTTPRoute", change[1], change[2])
         return set()  # status-only events are not changes (provider)
@@ -316,26 +341,22 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
         # nothing is in ("c", deleted when unlabelled)
         name, team = change[1], change[2]
         if not team and name == "c":
-            gone = world.delete("Namespace", "", "c")
-            return {gone} if gone else set()
+            return world.remove("Namespace", "", "c")
         meta: dict[str, Any] = {"name": name}
         if team:
             meta["labels"] = {"team": team}
         return {world.add({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})}
     if what == "lonely":  # a Service no route refers to: added, changed, deleted (port 0)
         if not change[1]:
-            gone = world.delete("Service", "a", "lonely")
-            return {gone} if gone else set()
+            return world.remove("Service", "a", "lonely")
         return {world.service("lonely", change[1], "")}
     if what == "secret":
-        gone_or_kind = world.secret(change[1], change[2])
-        return {gone_or_kind} if gone_or_kind else set()
+        return world.secret(change[1], change[2])
     if what == "endpoints":
         return {world.endpoints(change[1], [f"198.18.1.{i}" for i in range(change[2])])}
     if what == "grant":
         if not change[1]:
-            gone = world.delete("ReferenceGrant", "a", "from-b")
-            return {gone} if gone else set()
+            return world.remove("ReferenceGrant", "a", "from-b")
         return {
             world.add(
                 {
@@ -356,51 +377,13 @@ def apply_change(world: World, change: tuple[Any, ...]) -> set[str]:
             )
         }
     if what == "policy":
-        if not change[2]:
-            gone = world.delete("BackendTrafficPolicy", "a", "btp")
-            return {gone} if gone else set()
-        return {
-            world.add(
-                {
-                    "apiVersion": EG,
-                    "kind": "BackendTrafficPolicy",
-                    "metadata": {"name": "btp", "namespace": "a"},
-                    "spec": {
-                        "targetRefs": [
-                            {
-                                "group": "gateway.networking.k8s.io",
-                                "kind": "HTTPRoute",
-                                "name": change[1],
-                            }
-                        ],
-                        "timeout": {"http": {"requestTimeout": change[2]}},
-                    },
-                }
-            )
-        }
+        spec = {"timeout": {"http": {"requestTimeout": change[2]}}}
+        return eg_policy(
+            world, "BackendTrafficPolicy", "btp", change[1], spec if change[2] else None
+        )
     if what == "security":  # extAuth to a Service (missing: the routes answer 500)
-        if not change[2]:
-            gone = world.delete("SecurityPolicy", "a", "sp")
-            return {gone} if gone else set()
-        return {
-            world.add(
-                {
-                    "apiVersion": EG,
-                    "kind": "SecurityPolicy",
-                    "metadata": {"name": "sp", "namespace": "a"},
-                    "spec": {
-                        "targetRefs": [
-                            {
-                                "group": "gateway.networking.k8s.io",
-                                "kind": "HTTPRoute",
-                                "name": change[1],
-                            }
-                        ],
-                        "extAuth": {"http": {"backendRefs": [{"name": change[2], "port": 80}]}},
-                    },
-                }
-            )
-        }
+        spec = {"extAuth": {"http": {"backendRefs": [{"name": change[2], "port": 80}]}}}
+        return eg_policy(world, "SecurityPolicy", "sp", change[1], spec if change[2] else None)
     raise AssertionError(what)
 
 

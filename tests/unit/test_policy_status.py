@@ -306,13 +306,13 @@ def test_backend_tls_policy_ancestors_are_gateways_whose_routes_use_the_service(
     ]
 
 
-def _desired(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _updates(objects: list[dict[str, Any]]) -> list[status_mod.StatusUpdate]:
     result, built = gatewayapi_to_ir.compute_and_build(
         objects,  # type: ignore[arg-type]
         frozenset({OURS}),
         gatewayapi_to_ir.BuildOptions(),
     )
-    updates = status_mod.desired(
+    return status_mod.desired(
         objects,  # type: ignore[arg-type]
         result,
         built,
@@ -320,7 +320,12 @@ def _desired(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         OURS,
         NOW,
     )
-    return {u.name: u.status for u in updates if u.kind in policy_status.POLICY_STATUS_KINDS}
+
+
+def _desired(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        u.name: u.status for u in _updates(objects) if u.kind in policy_status.POLICY_STATUS_KINDS
+    }
 
 
 def test_status_keeps_other_controllers_entries_and_transition_times() -> None:
@@ -416,20 +421,7 @@ def test_backends_our_routes_use_get_envoy_gateways_accepted_condition() -> None
         _route_to_backends("uses", "gw", ["good", "mixed", "missing"]),
         _route_to_backends("their-route", "other-gw", ["theirs"]),
     )
-    result, built = gatewayapi_to_ir.compute_and_build(
-        objects,  # type: ignore[arg-type]
-        frozenset({OURS}),
-        gatewayapi_to_ir.BuildOptions(),
-    )
-    updates = status_mod.desired(
-        objects,  # type: ignore[arg-type]
-        result,
-        built,
-        status_mod.Programming(True, ("127.0.0.1",)),
-        OURS,
-        NOW,
-    )
-    backends = {u.name: u.status for u in updates if u.kind == "Backend"}
+    backends = {u.name: u.status for u in _updates(objects) if u.kind == "Backend"}
     assert set(backends) == {"good", "mixed"}
     (good,) = backends["good"]["conditions"]
     assert (good["type"], good["status"], good["reason"], good["message"]) == (
