@@ -23,7 +23,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller import egpolicy, gatewayapi_to_ir, incremental
 from controller import status as status_mod
@@ -32,6 +32,9 @@ from controller.policy_status import POLICY_STATUS_KINDS
 from controller.xds import AdsServer
 from kubectl_gw.kube import KubeTarget
 from kubectl_gw.model import KINDS, KindInfo
+
+if TYPE_CHECKING:
+    from controller.provider import Changes
 
 log = logging.getLogger("kubectl_gw.controller")
 
@@ -325,7 +328,7 @@ class Controller:
                 programming,
                 config.controller_name,
                 now,
-                routes=self._routes_to_check(result.routes, changes.touched, computed.recomputed),
+                routes=self._routes_to_check(result.routes, changes, computed.recomputed),
                 lookup=changes.get,
                 policies=[
                     obj
@@ -366,25 +369,42 @@ class Controller:
     def _routes_to_check(
         self,
         routes: list[Any],
-        touched: Collection[tuple[str, str, str]],
+        changes: Changes,
         recomputed: Collection[tuple[str, str, str]] | None,
     ) -> list[Any]:
         """The routes whose status may need a write: a new verdict (another ``RouteResult``
         object: the engine's memo keeps the object of an unchanged route) or an object with an
-        event since the last pass (our own write's echo, or someone else's write). After a
-        failed write every route is checked again. ``recomputed``: the only routes whose
-        verdicts may be new objects, when the pipeline knows (then the others are not looked
-        at)."""
+        event since the last pass (our own write's echo, or someone else's write); and a route
+        none of whose parents is ours any more but whose status still has our entries (to take
+        them out). After a failed write every route is checked again. ``recomputed``: the only
+        routes whose verdicts may be new objects, when the pipeline knows (then the others are
+        not looked at)."""
+        assert self._pipeline is not None
+        pipeline = self._pipeline
+
+        def ours_to_clear(key: tuple[str, str, str]) -> Any:
+            obj = changes.get(*key)
+            route = pipeline.verdict(ObjKey(*key))
+            if route is None or route.parents or obj is None:
+                return None
+            parents = (obj.get("status") or {}).get("parents") or []
+            name = self.config.controller_name
+            if any(isinstance(p, dict) and p.get("controllerName") == name for p in parents):
+                return route
+            return None
+
+        touched = changes.touched
         if self._status_check_all:
             self._status_check_all = False
             self._status_seen.clear()
         elif recomputed is not None and self._status_seen:
-            assert self._pipeline is not None
             check = []
             for key in sorted({*recomputed, *(k for k in touched if k[0] in ROUTE_KINDS)}):
-                route = self._pipeline.verdict(ObjKey(*key))
+                route = pipeline.verdict(ObjKey(*key))
                 if route is not None and route.parents:
                     check.append(route)
+                elif (stale := ours_to_clear(key)) is not None:
+                    check.append(stale)
             return check
         seen: dict[tuple[str, str, str], Any] = {}
         check = []
@@ -395,6 +415,12 @@ class Controller:
                 check.append(route)
             seen[key] = route
         self._status_seen = seen
+        for kind in ROUTE_KINDS:
+            for namespace, name in changes.by_kind.get(kind, {}):
+                if (kind, namespace, name) not in seen:
+                    stale = ours_to_clear((kind, namespace, name))
+                    if stale is not None:
+                        check.append(stale)
         return check
 
     def _status_failed(self) -> None:

@@ -986,3 +986,35 @@ def test_eg_backend_status(stage: Stage) -> None:
         facts.record(f"controller features: Backend status written ({bad['message']})")
     finally:
         echo.stop()
+
+
+def test_a_route_moved_off_our_gateway_loses_our_status(stage: Stage) -> None:
+    """A route whose parentRefs no longer name a Gateway of ours keeps no status entry of
+    ours (another controller's entry stays): written, then taken out, on the real API
+    server."""
+    host = stage.route("moving", [{"matches": _prefix("/"), "backendRefs": [_ref("a")]}])
+    stage.running.wait_status("/", host)
+    obj = {
+        "apiVersion": GW,
+        "kind": "HTTPRoute",
+        "metadata": {"name": "moving", "namespace": stage.namespace},
+    }
+    ours = stage.running.controller_name
+
+    def entries() -> list[str]:
+        parents = (stage.running.get(obj).get("status") or {}).get("parents") or []
+        return sorted(str(p.get("controllerName")) for p in parents)
+
+    wait_for(lambda: ours in entries(), 20, "our status entry")
+    stage.running.apply(
+        {
+            **obj,
+            "spec": {
+                "parentRefs": [{"name": "elsewhere"}],
+                "hostnames": [host],
+                "rules": [{"matches": _prefix("/"), "backendRefs": [_ref("a")]}],
+            },
+        }
+    )
+    stage.running.wait_status("/", host, 404)
+    wait_for(lambda: ours not in entries(), 20, "our status entry taken out")
