@@ -467,6 +467,12 @@ class _World:
         if obj is not None:
             self._add(obj)
 
+    def carry_reads(self, other: _World) -> None:
+        """Count what ``other`` was asked for as asked of this one."""
+        self.secrets.read |= other.secrets.read
+        self.services.read |= other.services.read
+        self.ns_read |= other.ns_read
+
     def set_namespace(self, name: str, obj: Mapping[str, Any] | None) -> None:
         """Put a changed Namespace in (None: it was deleted)."""
         self.ns_labels.pop(name, None)
@@ -1097,6 +1103,9 @@ def compute(
             world.set_route(key, obj)
     else:
         world = _World(objects)
+        if memo is not None and memo.world is not None:
+            # verdicts reused below were computed by the old world: what they read counts
+            world.carry_reads(memo.world)
     notes: list[str] = []
 
     classes = [

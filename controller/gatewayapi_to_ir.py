@@ -1629,6 +1629,13 @@ def build(
         index = _Index(objects)
         if memo is not None:
             memo.endpoints.clear()
+            if memo.index is not None:  # routes reused below were built by the old index
+                for mine, theirs in (
+                    (index.secrets, memo.index.secrets),
+                    (index.config_maps, memo.index.config_maps),
+                    (index.services, memo.index.services),
+                ):
+                    mine.read |= theirs.read
     builder = _Builder(index, result, options, memo)
     out = builder.build()
     if memo is not None:

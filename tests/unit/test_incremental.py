@@ -411,23 +411,27 @@ def verdicts(result: attachment.AttachmentResult) -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize("with_changed_objects", [False, True], ids=["kinds", "objects"])
+@pytest.mark.parametrize(
+    "with_changed_objects", [False, True, None], ids=["kinds", "objects", "alternating"]
+)
 @settings(max_examples=int(os.environ.get("KGW_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 @given(st.lists(changes, min_size=1, max_size=25))
 def test_incremental_equals_full(
-    with_changed_objects: bool, sequence: list[tuple[Any, ...]]
+    with_changed_objects: bool | None, sequence: list[tuple[Any, ...]]
 ) -> None:
-    """Either told only the changed kinds (the memos find unchanged routes by identity) or the
-    changed objects too (as the controller's provider tells it: only those are looked at)."""
+    """Either told only the changed kinds (the memos find unchanged routes by identity), or the
+    changed objects too (as the controller's provider tells it: only those are looked at), or
+    one and the other in turn (None)."""
     world = World()
     pipeline = incremental.Pipeline(frozenset({CONTROLLER}), OPTIONS)
     pipeline.compute(list(world.objects.values()), {"Gateway"})  # the first pass: full
     world.take_changed()
-    for change in sequence:
+    for step, change in enumerate(sequence):
         changed = apply_change(world, change)
         objects = list(world.objects.values())
         changed_objects = world.take_changed()
-        got = pipeline.compute(objects, changed, changed_objects if with_changed_objects else None)
+        tell = with_changed_objects if with_changed_objects is not None else step % 2 == 1
+        got = pipeline.compute(objects, changed, changed_objects if tell else None)
         want_result, want_built = gatewayapi_to_ir.compute_and_build(
             objects, frozenset({CONTROLLER}), OPTIONS
         )
