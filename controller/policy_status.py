@@ -404,22 +404,15 @@ def _overrides(
                                     f"{meta.get('name', '')}",
                                 )
             gateway_entry = entry(gateway_policy, ancestor_ref(ns, name, section))
-            if merged:
-                gateway_entry.extra["Merged"] = att.Condition(
-                    "Merged",
-                    "True",
-                    "Merged",
-                    f"This policy is being merged by other {plural} for these routes: "
-                    + ", ".join(sorted(set(merged))),
-                )
-            if overridden:
-                gateway_entry.extra["Overridden"] = att.Condition(
-                    "Overridden",
-                    "True",
-                    "Overridden",
-                    f"This policy is being overridden by other {plural} for these routes: "
-                    + ", ".join(sorted(set(overridden))),
-                )
+            for kind_of, routes in (("Merged", merged), ("Overridden", overridden)):
+                if routes:
+                    gateway_entry.extra[kind_of] = att.Condition(
+                        kind_of,
+                        "True",
+                        kind_of,
+                        f"This policy is being {kind_of.lower()} by other {plural} for these "
+                        "routes: " + ", ".join(sorted(set(routes))),
+                    )
 
 
 # --------------------------------------------------------------------------- BackendTLSPolicy
